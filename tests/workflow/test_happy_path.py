@@ -1,0 +1,97 @@
+"""Happy paths: every gate approved, with a custom request and with ``{}``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from runbook import activity_names as act
+from runbook.status import RemediationReport, RunState, StepStatus
+from tests.workflow.doubles import FakeCloud
+from tests.workflow.harness import (
+    FAST_SOAK,
+    approve_when_pending,
+    at_gate,
+    keep_history,
+    new_queue,
+    start,
+    status,
+    until,
+    worker_for,
+)
+from workflows import search_attributes as sa
+
+GATES = ["phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions"]
+MUTATING_STEPS = [
+    "scale-connector", "expand-sql", "deploy-incident-env", "route-traffic", "configure-backend",
+    "health-check-staging-backend-health-check", "health-check-staging-auth-health-check",
+    "backend-timeout-staging-backend-service", "backend-timeout-staging-auth-service",
+    "alert-1", "alert-2", "alert-3", "alert-4", "alert-5", "ensure-certificate",
+    "delete-old-revisions",
+]
+
+
+async def test_happy_path_through_all_gates(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"incident_id": "INC-42", "requested_by": "carol",
+                                   "soak": FAST_SOAK}, tq)
+        st = await until(env, handle, at_gate("phase-1"))
+        assert st.state == RunState.AWAITING_APPROVAL
+        assert st.plan is not None and st.plan.digest and not st.plan.problems
+        planned = {(c.step_id, c.field) for c in st.plan.changes}
+        assert ("scale-connector", "maxInstances") in planned
+        assert ("expand-sql", "settings.tier") in planned
+        assert not next(c for c in st.plan.changes if c.step_id == "scale-connector").reversible
+        assert st.pending_gate.timeout_at - st.pending_gate.opened_at == timedelta(hours=2)
+
+        for gate in GATES:
+            ack = await approve_when_pending(env, handle, gate, approver="alice")
+            assert ack.accepted and ack.gate_status == "APPROVED"
+        report = await handle.result()
+        st = await status(handle)  # queries need a live worker, even after the run ends
+
+    assert isinstance(report, RemediationReport)
+    assert report.outcome == RunState.SUCCEEDED
+    assert [a.gate for a in report.approvals] == GATES
+    assert {a.approver for a in report.approvals} == {"alice"}
+    # Exactly the mutating steps ran, each applied once, nothing compensated.
+    assert sorted(cloud.step_calls(act.SCALE_CONNECTOR) + cloud.step_calls(act.EXPAND_SQL)) == \
+        ["expand-sql", "scale-connector"]
+    assert sorted(c.step_id for c in report.changes_applied) == sorted(MUTATING_STEPS)
+    assert report.changes_reverted == [] and report.changes_left_in_place == []
+    assert cloud.compensations() == []
+    assert len(cloud.mutations) == len(MUTATING_STEPS)  # one change per mutating step
+    assert cloud.world["service/netra-backend-staging"]["revisions"] == \
+        ["netra-backend-staging-00004-new"]
+    assert [p.status for p in report.phases] == ["SUCCEEDED"] * 4
+
+    assert st.state == RunState.SUCCEEDED
+    assert all(s.status == StepStatus.SUCCEEDED for s in st.steps)
+    assert next(s for s in st.steps if s.id == "soak").detail.startswith("120s without 503")
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(sa.STATE) == "SUCCEEDED"
+    assert desc.typed_search_attributes.get(sa.INCIDENT) == "INC-42"
+    assert desc.typed_search_attributes.get(sa.PHASE) == 4
+    await keep_history(handle, "happy_path")
+
+
+async def test_empty_input_runs_the_default_runbook(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {}, tq)
+        for gate in GATES[:4]:
+            await approve_when_pending(env, handle, gate, approver="bob", skip_s=30)
+        st = await until(env, handle, at_gate("cleanup-revisions"), skip_s=30)
+        phase4 = st.phases[3]
+        # The default soak: 15 continuous minutes, sampled every minute on timers.
+        assert phase4.soak_samples >= 15 and phase4.soak_restarts == 0
+        await approve_when_pending(env, handle, "cleanup-revisions", approver="bob")
+        report = await handle.result()
+    assert report.outcome == RunState.SUCCEEDED
+    assert report.incident_id == "1278"
+    sql = cloud.world["sql/netra-staging-db"]
+    assert sql == {"tier": "db-custom-2-7680", "flags": {"max_connections": "300"}}
+    assert cloud.world["connector/staging-connector"] == {
+        "machine_type": "e2-standard-4", "min_instances": 3, "max_instances": 10}
+    assert [p.budget_s for p in report.phases] == [3600] * 4
+    await keep_history(handle, "empty_input")

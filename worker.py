@@ -1,0 +1,62 @@
+"""The remediation worker: hosts the workflows and the Google Cloud activities.
+
+    python worker.py
+
+Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default),
+REMEDIATION_TASK_QUEUE (remediation), and the backend settings read by
+``activities.settings`` (REMEDIATION_BACKEND=sim|gcp, REMEDIATION_GCP_ENDPOINT, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from runbook.messages import DEFAULT_TASK_QUEUE
+from workflows.plan_only import RemediationPlanWorkflow
+from workflows.remediation import RemediationWorkflow
+
+WORKFLOWS = [RemediationWorkflow, RemediationPlanWorkflow]
+
+
+def build_worker(client: Client, task_queue: str, activities: list) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
+                  activity_executor=ThreadPoolExecutor(max_workers=16),
+                  # Let in-flight activities finish or checkpoint on shutdown.
+                  graceful_shutdown_timeout=timedelta(seconds=10))
+
+
+async def main() -> None:
+    from activities import build_activities
+    from activities.settings import Settings
+
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    address = os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
+    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
+    task_queue = os.environ.get("REMEDIATION_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+    settings = Settings.from_env()
+    client = await Client.connect(address, namespace=namespace,
+                                  data_converter=pydantic_data_converter)
+    worker = build_worker(client, task_queue, build_activities(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    logging.info("worker on %s namespace=%s task_queue=%s backend=%s",
+                 address, namespace, task_queue, settings.backend)
+    async with worker:
+        await stop.wait()
+        logging.info("shutting down: finishing in-flight activities")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Temporal workflows: the remediation runbook interpreter and the plan-only workflow."""

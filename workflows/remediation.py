@@ -1,0 +1,743 @@
+"""RemediationWorkflow: interprets a runbook (data) phase by phase behind approval gates.
+
+Shape of a run: validate the request -> diagnose (read-only) and plan -> for each phase:
+gate, then its steps under a budget watchdog -> the irreversible cleanup behind its own
+gate. Any failure, rejection, abort, cancellation or timeout runs the compensations of
+every applied step in reverse order. Everything is deterministic: time from
+``workflow.now()``, waiting through timers and ``wait_condition``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError as TemporalTimeoutError
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from runbook import activity_names as act
+    from runbook.activity_io import (
+        CompensationInput,
+        Diagnosis,
+        DiagnoseParams,
+        ErrorRateSample,
+        MutationCheckpoint,
+        NotifyOutcome,
+        NotifyParams,
+        StepOutcome,
+    )
+    from runbook.default_runbook import alert_policy_names, build_runbook
+    from runbook.definition import GateSpec, PhaseSpec, RetrySpec, StepSpec
+    from runbook.messages import (
+        QUERY_STATUS,
+        SIGNAL_ABORT,
+        SIGNAL_APPROVE,
+        SIGNAL_REJECT,
+        UPDATE_APPROVE,
+        UPDATE_REJECT,
+        WORKFLOW_TYPE,
+        AbortRequest,
+        GateAck,
+        GateApproval,
+        GateRejection,
+    )
+    from runbook.plan import build_plan
+    from runbook.request import RemediationRequest, request_problems
+    from runbook.status import (
+        Approval,
+        Escalation,
+        GateRecord,
+        IgnoredMessage,
+        PhaseRecord,
+        RemediationReport,
+        RollbackEntry,
+        RunState,
+        RunStatus,
+        StepRecord,
+        StepStatus,
+    )
+    from workflows import search_attributes as sa
+    from workflows.current_details import render_current_details
+    from workflows.gate_rules import approval_problem, rejection_problem
+    from workflows.report import build_report
+
+_COMPENSATION_RETRY = RetrySpec(initial_interval_s=2, maximum_interval_s=60, maximum_attempts=10,
+                                non_retryable_error_types=["InvalidArgument", "PermissionDenied"])
+_READ_RETRY = RetrySpec(initial_interval_s=2, maximum_interval_s=30, maximum_attempts=5,
+                        non_retryable_error_types=["InvalidArgument", "PermissionDenied", "NotFound"])
+
+
+class _Stop(Exception):
+    """A decision (reject, abort, gate timeout) that ends the run with a rollback."""
+
+    def __init__(self, state: RunState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+class _PhaseFailed(Exception):
+    pass
+
+
+def _retry_policy(spec: RetrySpec) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=spec.initial_interval_s),
+        backoff_coefficient=spec.backoff_coefficient,
+        maximum_interval=timedelta(seconds=spec.maximum_interval_s),
+        maximum_attempts=spec.maximum_attempts,
+        non_retryable_error_types=spec.non_retryable_error_types,
+    )
+
+
+def _error_text(err: BaseException) -> str:
+    """The most specific message of an activity failure chain."""
+    cause = err
+    while getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # type: ignore[assignment]
+    kind = getattr(cause, "type", None) or type(cause).__name__
+    return f"{kind}: {cause}" if str(cause) else kind
+
+
+def _failure_details(err: BaseException) -> list[Any]:
+    """Details an activity attached to its failure (or its last heartbeat on timeout)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, ApplicationError):
+        return list(cause.details)
+    if isinstance(cause, TemporalTimeoutError):
+        return list(cause.last_heartbeat_details)
+    return []
+
+
+def _checkpoint(err: BaseException) -> MutationCheckpoint | None:
+    for d in _failure_details(err):
+        if isinstance(d, dict) and "before" in d and "resource" in d:
+            try:
+                return MutationCheckpoint.model_validate(d)
+            except ValidationError:
+                return None
+    return None
+
+
+def _failed_attempts(err: BaseException, spec: RetrySpec) -> int:
+    for d in _failure_details(err):
+        if isinstance(d, dict) and isinstance(d.get("attempt"), int):
+            return d["attempt"]
+    if isinstance(err, ActivityError) and err.retry_state is not None and \
+            err.retry_state.name == "MAXIMUM_ATTEMPTS_REACHED":
+        return spec.maximum_attempts
+    return 1
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class RemediationWorkflow:
+    @workflow.init
+    def __init__(self, request: Any = None) -> None:
+        # Validate here so handlers that run before run() see a consistent state, and so
+        # bad input fails the run cleanly instead of looping on a decoding error.
+        self._req, self._problems = request_problems(request)
+        raw = request if isinstance(request, dict) else {}
+        req = self._req
+        self._book = build_runbook(req) if req else None
+        self._status = RunStatus(
+            incident_id=req.incident_id if req else str(raw.get("incident_id", "invalid"))[:64],
+            requested_by=req.requested_by if req else "",
+            state=RunState.PLANNING,
+        )
+        self._gates: dict[str, GateRecord] = {}
+        self._steps: dict[str, StepRecord] = {}
+        # Saga stack: (step, record, outcome); outcome None until the step reports.
+        self._applied: list[tuple[StepSpec, StepRecord, StepOutcome | None]] = []
+        self._abort: AbortRequest | None = None
+        self._phase_task: asyncio.Task | None = None
+        self._published: dict[str, Any] = {}
+        if self._book is None:
+            return
+        for phase in self._book.phases:
+            self._add_gate(phase.gate)
+            self._status.phases.append(PhaseRecord(
+                number=phase.number, title=phase.title, owner=phase.owner,
+                budget_s=phase.budget_s, hard_limit_s=phase.hard_limit_s,
+                escalation=phase.escalation))
+            for step in phase.steps:
+                self._add_step(step, phase.number)
+        self._add_gate(self._book.cleanup.gate)
+        self._add_step(self._book.cleanup.step, 0)
+
+    def _add_gate(self, g: GateSpec) -> None:
+        rec = GateRecord(id=g.id, title=g.title, min_approvals=g.min_approvals,
+                         approvers_allowed=g.approvers)
+        self._gates[g.id] = rec
+        self._status.gates.append(rec)
+
+    def _add_step(self, step: StepSpec, phase: int) -> None:
+        rec = StepRecord(id=step.id, phase=phase, summary=step.summary, activity=step.activity,
+                         kind=step.kind, reversible=step.reversible)
+        self._steps[step.id] = rec
+        self._status.steps.append(rec)
+
+    # ---------------------------------------------------------------- run ----------------
+
+    @workflow.run
+    async def run(self, request: Any = None) -> RemediationReport:
+        s = self._status
+        s.started_at = workflow.now()
+        if self._req is None:
+            reason = "; ".join(f"{p.field}: {p.reason}" for p in self._problems)
+            self._finish(RunState.FAILED, f"invalid request: {reason}")
+            raise ApplicationError(f"InvalidRequest: {reason}",
+                                   [p.model_dump() for p in self._problems],
+                                   type="InvalidRequest", non_retryable=True)
+        self._publish()
+        try:
+            await self._plan()
+            for phase in self._book.phases:
+                await self._await_gate(phase.gate, phase.escalation, phase.number)
+                await self._run_phase(phase)
+            revisions_left = await self._cleanup()
+            self._finish(RunState.SUCCEEDED, "remediation complete")
+            return await self._conclude(revisions_left)
+        except _Stop as stop:
+            await self._rollback(stop.state, stop.reason)
+        except asyncio.CancelledError:
+            await self._stop_phase_task()
+            by = self._abort.by if self._abort else "workflow cancellation"
+            await self._rollback(RunState.ABORTED, f"cancelled by {by}")
+        except _PlanRefused as refused:
+            self._finish(RunState.FAILED, str(refused))
+            raise ApplicationError(str(refused), *refused.details, type=refused.type,
+                                   non_retryable=True) from None
+        except Exception as err:  # noqa: BLE001 - any failure must still roll back
+            await self._stop_phase_task()
+            await self._rollback(RunState.ROLLED_BACK, f"failed: {_error_text(err)}")
+        return await self._conclude([])
+
+    async def _conclude(self, revisions_left: list[str]) -> RemediationReport:
+        s = self._status
+        report = build_report(s, revisions_left=revisions_left)
+        await self._notify("outcome", s.requested_by or "on-call",
+                           f"Incident {s.incident_id}: run {s.state.value}", s.outcome_reason)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if s.state == RunState.FAILED:
+            # A rollback that could not undo everything must be loud: fail the workflow,
+            # with the full record attached.
+            raise ApplicationError(f"RollbackIncomplete: {s.outcome_reason}",
+                                   report.model_dump(mode="json"),
+                                   type="RollbackIncomplete", non_retryable=True)
+        return report
+
+    def _finish(self, state: RunState, reason: str) -> None:
+        self._status.state = state
+        self._status.outcome_reason = reason
+        self._status.finished_at = workflow.now()
+        self._status.pending_gate = None
+        self._publish()
+
+    # ------------------------------------------------------------- publish ---------------
+
+    def _publish(self) -> None:
+        """Keep search attributes and the UI's current details in step with the status."""
+        s = self._status
+        wanted = {"incident": s.incident_id, "phase": s.current_phase or 0, "state": s.state.value}
+        updates = []
+        if self._published.get("incident") != wanted["incident"]:
+            updates.append(sa.INCIDENT.value_set(wanted["incident"]))
+        if self._published.get("phase") != wanted["phase"]:
+            updates.append(sa.PHASE.value_set(wanted["phase"]))
+        if self._published.get("state") != wanted["state"]:
+            updates.append(sa.STATE.value_set(wanted["state"]))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+            self._published = wanted
+        workflow.set_current_details(render_current_details(s))
+
+    def _set_state(self, state: RunState) -> None:
+        if self._status.state != state:
+            self._status.state = state
+            self._publish()
+
+    # ---------------------------------------------------------------- plan ---------------
+
+    async def _plan(self) -> None:
+        req, t = self._req, self._req.targets
+        params = DiagnoseParams(
+            project=t.project, region=t.region, connector=t.connector,
+            sql_instance=t.sql_instance, run_services=[t.backend_service, t.auth_service],
+            health_checks=list(t.health_checks), backend_services=t.backend_services,
+            certificate=t.certificate, required_secrets=t.required_secrets,
+            alert_policy_names=alert_policy_names(req))
+        try:
+            diag = await self._read(act.DIAGNOSE, params, Diagnosis,
+                                    f"Diagnose {t.project}: connector, SQL, services, LB, "
+                                    "secrets, certificate (read-only)")
+        except ActivityError as err:
+            raise _PlanRefused(f"DiagnoseFailed: {_error_text(err)}", type="DiagnoseFailed") from err
+        self._diagnosis = diag
+        plan = build_plan(req, self._book, diag)
+        self._status.plan = plan
+        self._publish()
+        if plan.problems:
+            reason = "; ".join(f"{p.field}: {p.reason}" for p in plan.problems)
+            raise _PlanRefused(f"PreflightFailed: {reason}",
+                               [p.model_dump() for p in plan.problems], type="PreflightFailed")
+
+    async def _read(self, activity: str, params: Any, result_type: type, summary: str) -> Any:
+        return await workflow.execute_activity(
+            activity, params, result_type=result_type,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=_retry_policy(_READ_RETRY), summary=summary)
+
+    # ---------------------------------------------------------------- gates --------------
+
+    async def _await_gate(self, spec: GateSpec, chain: list[str], phase: int | None) -> bool:
+        """Wait for a gate's decision with reminder, escalation and timeout on timers.
+
+        Returns True when approved. Rejection, abort and timeout raise ``_Stop`` unless
+        ``soft`` handling is done by the caller (the cleanup gate)."""
+        g = self._gates[spec.id]
+        now = workflow.now()
+        g.status, g.opened_at = "OPEN", now
+        g.remind_at = now + timedelta(seconds=spec.remind_after_s)
+        g.escalate_at = now + timedelta(seconds=spec.escalate_after_s)
+        g.timeout_at = now + timedelta(seconds=spec.timeout_s)
+        self._status.pending_gate = g
+        self._set_state(RunState.AWAITING_APPROVAL)
+        self._publish()
+        deadlines = [(g.remind_at, "reminder", chain[0]),
+                     (g.escalate_at, "escalation", chain[min(1, len(chain) - 1)]),
+                     (g.timeout_at, "timeout", chain[-1])]
+        for at, level, recipient in deadlines:
+            while g.status == "OPEN" and self._abort is None:
+                remaining = (at - workflow.now()).total_seconds()
+                if remaining <= 0:
+                    break
+                try:
+                    await workflow.wait_condition(
+                        lambda: g.status != "OPEN" or self._abort is not None,
+                        timeout=remaining, timeout_summary=f"{spec.id} {level} deadline")
+                except asyncio.TimeoutError:
+                    break
+            if g.status != "OPEN" or self._abort is not None:
+                break
+            if level == "timeout":
+                g.status, g.closed_at = "TIMED_OUT", workflow.now()
+                self._status.pending_gate = None
+                await self._notify("breach", recipient, f"Gate {spec.id} timed out",
+                                   f"No decision within {spec.timeout_s}s; rolling back.",
+                                   phase=phase, gate=spec.id)
+                break
+            await self._notify(level, recipient,
+                               f"Gate {spec.id} awaits approval ({level})",
+                               f"{spec.title}: {len(g.approvals)}/{g.min_approvals} approvals; "
+                               f"times out at {g.timeout_at.isoformat()}",
+                               phase=phase, gate=spec.id)
+        self._status.pending_gate = None
+        if g.status == "OPEN":  # abort arrived while the gate was open
+            g.status, g.closed_at = "ABORTED", workflow.now()
+        self._publish()
+        if g.status == "APPROVED":
+            return True
+        if self._abort is not None:
+            raise _Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}")
+        if g.status == "REJECTED":
+            raise _Stop(RunState.REJECTED, f"gate {g.id} rejected by {g.rejected_by}: {g.reject_reason}")
+        raise _Stop(RunState.TIMED_OUT, f"gate {g.id} timed out after {spec.timeout_s}s")
+
+    def _approval_problem(self, msg: GateApproval) -> str | None:
+        plan = self._status.plan
+        return approval_problem(
+            self._gates.get(msg.gate), msg, requested_by=self._status.requested_by,
+            two_person_rule=self._req.approval.two_person_rule if self._req else True,
+            plan_digest=plan.digest if plan else None)
+
+    def _apply_approval(self, msg: GateApproval, via: str) -> GateAck:
+        g = self._gates[msg.gate]
+        g.approvals.append(Approval(gate=msg.gate, approver=msg.approver, at=workflow.now(),
+                                    comment=msg.comment, plan_digest=msg.plan_digest, via=via))
+        if len(g.approvals) >= g.min_approvals:
+            g.status, g.closed_at = "APPROVED", workflow.now()
+        self._publish()
+        return GateAck(gate=g.id, accepted=True, approvals=len(g.approvals),
+                       required=g.min_approvals, gate_status=g.status)
+
+    def _apply_rejection(self, msg: GateRejection) -> GateAck:
+        g = self._gates[msg.gate]
+        g.status, g.closed_at = "REJECTED", workflow.now()
+        g.rejected_by, g.reject_reason = msg.approver, msg.reason
+        self._publish()
+        return GateAck(gate=g.id, accepted=True, approvals=len(g.approvals),
+                       required=g.min_approvals, gate_status=g.status)
+
+    def _ignore(self, signal: str, payload: Any, reason: str) -> None:
+        self._status.ignored_messages.append(IgnoredMessage(
+            at=workflow.now(), signal=signal,
+            payload=payload if isinstance(payload, dict) else {"value": payload}, reason=reason))
+
+    @workflow.update(name=UPDATE_APPROVE, description="Approve a pending gate; returns an ack")
+    async def approve_gate(self, payload: dict[str, Any]) -> GateAck:
+        return self._apply_approval(GateApproval.model_validate(payload), "update")
+
+    @approve_gate.validator
+    def _validate_approve(self, payload: dict[str, Any]) -> None:
+        msg = _parse(GateApproval, payload)
+        problem = self._approval_problem(msg)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.update(name=UPDATE_REJECT, description="Reject a pending gate: roll back, end REJECTED")
+    async def reject_gate(self, payload: dict[str, Any]) -> GateAck:
+        return self._apply_rejection(GateRejection.model_validate(payload))
+
+    @reject_gate.validator
+    def _validate_reject(self, payload: dict[str, Any]) -> None:
+        msg = _parse(GateRejection, payload)
+        problem = rejection_problem(self._gates.get(msg.gate), msg)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.signal(name=SIGNAL_APPROVE, description='{"gate": "phase-1", "approver": "alice"}')
+    def approve(self, payload: Any) -> None:
+        try:
+            msg = _parse(GateApproval, payload)
+        except ValueError as err:
+            return self._ignore(SIGNAL_APPROVE, payload, str(err))
+        problem = self._approval_problem(msg)
+        if problem:
+            return self._ignore(SIGNAL_APPROVE, payload, problem)
+        self._apply_approval(msg, "signal")
+
+    @workflow.signal(name=SIGNAL_REJECT, description='{"gate": "phase-1", "approver": "alice", "reason": "..."}')
+    def reject(self, payload: Any) -> None:
+        try:
+            msg = _parse(GateRejection, payload)
+        except ValueError as err:
+            return self._ignore(SIGNAL_REJECT, payload, str(err))
+        problem = rejection_problem(self._gates.get(msg.gate), msg)
+        if problem:
+            return self._ignore(SIGNAL_REJECT, payload, problem)
+        self._apply_rejection(msg)
+
+    @workflow.signal(name=SIGNAL_ABORT, description='{"by": "alice", "reason": "..."}')
+    def abort(self, payload: Any) -> None:
+        try:
+            msg = _parse(AbortRequest, payload)
+        except ValueError as err:
+            return self._ignore(SIGNAL_ABORT, payload, str(err))
+        if self._abort is not None or self._status.state in (RunState.ROLLING_BACK, *_TERMINAL):
+            return self._ignore(SIGNAL_ABORT, payload, f"run is {self._status.state.value}; nothing to abort")
+        self._abort = msg
+        # Stop the running phase now: its in-flight activities are cancelled and report
+        # what they changed, then the saga rolls everything back.
+        if self._phase_task is not None and not self._phase_task.done():
+            self._phase_task.cancel()
+
+    @workflow.query(name=QUERY_STATUS, description="Full run status: state, gates, steps, deadlines")
+    def status(self) -> RunStatus:
+        return self._status
+
+    # --------------------------------------------------------------- phases --------------
+
+    async def _run_phase(self, phase: PhaseSpec) -> None:
+        rec = self._status.phases[phase.number - 1]
+        start = workflow.now()
+        rec.status, rec.started_at = "RUNNING", start
+        rec.budget_at = start + timedelta(seconds=phase.budget_s)
+        rec.hard_limit_at = start + timedelta(seconds=phase.hard_limit_s)
+        self._status.current_phase = phase.number
+        self._set_state(RunState.RUNNING)
+        self._publish()
+        task = asyncio.create_task(self._run_steps(phase))
+        self._phase_task = task
+        # Budget watchdog: at the budget the chain's first level hears of it, halfway to
+        # the hard limit the next level, and at the hard limit the phase fails.
+        midway = rec.budget_at + (rec.hard_limit_at - rec.budget_at) / 2
+        alarms = [(rec.budget_at, "breach", phase.escalation[0]),
+                  (midway, "escalation", phase.escalation[-1]),
+                  (rec.hard_limit_at, "hard_limit", phase.escalation[-1])]
+        for at, level, recipient in alarms:
+            remaining = (at - workflow.now()).total_seconds()
+            if remaining > 0 and not task.done():
+                try:
+                    await workflow.wait_condition(task.done, timeout=remaining,
+                                                  timeout_summary=f"phase {phase.number} {level}")
+                except asyncio.TimeoutError:
+                    pass
+            if task.done():
+                break
+            if level == "hard_limit":
+                task.cancel()
+                await workflow.wait_condition(task.done)
+                rec.status = "FAILED"
+                self._close_phase(rec)
+                await self._notify("hard_limit", recipient,
+                                   f"Phase {phase.number} hit its hard limit",
+                                   f"{phase.title} ran past {phase.hard_limit_s}s; rolling back.",
+                                   phase=phase.number)
+                raise _PhaseFailed(f"phase {phase.number} exceeded its hard limit of {phase.hard_limit_s}s")
+            rec.budget_breached = True
+            await self._notify(level, recipient, f"Phase {phase.number} over budget",
+                               f"{phase.title} ({phase.owner}) has run past its budget of "
+                               f"{phase.budget_s}s; hard limit at {rec.hard_limit_at.isoformat()}",
+                               phase=phase.number)
+        self._phase_task = None
+        try:
+            task.result()
+        except BaseException as err:
+            rec.status = "FAILED"
+            self._close_phase(rec)
+            if self._abort is not None:
+                raise _Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}") from None
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            raise _PhaseFailed(f"phase {phase.number} failed: {_error_text(err)}") from err
+        rec.status = "SUCCEEDED"
+        self._close_phase(rec)
+
+    def _close_phase(self, rec: PhaseRecord) -> None:
+        rec.finished_at = workflow.now()
+        rec.duration_s = (rec.finished_at - rec.started_at).total_seconds()
+        self._publish()
+
+    async def _stop_phase_task(self) -> None:
+        """On cancellation, let in-flight steps finish cancelling so their records land."""
+        task = self._phase_task
+        if task is not None and not task.done():
+            task.cancel()
+            await workflow.wait_condition(task.done)
+        self._phase_task = None
+
+    async def _run_steps(self, phase: PhaseSpec) -> None:
+        for group in phase.step_groups():
+            if len(group) == 1:
+                await self._run_step(group[0], phase)
+                continue
+            # Parallel steps all run to an end so every change is recorded, then the
+            # first failure fails the phase.
+            results = await asyncio.gather(*(self._run_step(s, phase) for s in group),
+                                           return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+
+    async def _run_step(self, step: StepSpec, phase: PhaseSpec | None) -> StepOutcome:
+        rec = self._steps[step.id]
+        rec.status, rec.started_at = StepStatus.RUNNING, workflow.now()
+        self._set_state(RunState.RUNNING if step.kind == "mutate" else RunState.VALIDATING)
+        self._publish()
+        entry_index = None
+        if step.kind == "mutate":
+            # Registered before the activity starts: a crash or cancel mid-step still
+            # leaves a record the rollback can act on.
+            self._applied.append((step, rec, None))
+            entry_index = len(self._applied) - 1
+        try:
+            if step.kind == "soak":
+                outcome = await self._soak(step, phase)
+            else:
+                outcome = await workflow.execute_activity(
+                    step.activity, step.params, result_type=StepOutcome,
+                    start_to_close_timeout=step.start_to_close,
+                    heartbeat_timeout=timedelta(seconds=step.heartbeat_s) if step.heartbeat_s else None,
+                    retry_policy=_retry_policy(step.retry),
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    activity_id=step.id, summary=step.summary)
+        except BaseException as err:
+            rec.status = StepStatus.FAILED
+            rec.error = "cancelled" if isinstance(err, asyncio.CancelledError) else _error_text(err)
+            rec.attempts = _failed_attempts(err, step.retry)
+            checkpoint = _checkpoint(err)
+            if checkpoint is not None and entry_index is not None:
+                # The step issued its mutation before failing: record what it replaced.
+                rec.changed, rec.before = True, checkpoint.before
+                self._applied[entry_index] = (step, rec, StepOutcome(
+                    changed=True, resource=checkpoint.resource, before=checkpoint.before,
+                    detail="failed after issuing its change"))
+            self._end_step(rec)
+            raise
+        rec.status = StepStatus.SUCCEEDED
+        rec.attempts, rec.changed = outcome.attempt, outcome.changed
+        rec.before, rec.after, rec.detail = outcome.before, outcome.after, outcome.detail
+        if entry_index is not None:
+            self._applied[entry_index] = (step, rec, outcome)
+        self._end_step(rec)
+        return outcome
+
+    def _end_step(self, rec: StepRecord) -> None:
+        rec.finished_at = workflow.now()
+        rec.duration_s = (rec.finished_at - rec.started_at).total_seconds()
+        self._publish()
+
+    async def _soak(self, step: StepSpec, phase: PhaseSpec) -> StepOutcome:
+        """Zero 503 for a continuous window, sampled on durable timers. Any 503 (or an
+        error rate over the limit) restarts the window; the phase budget still applies."""
+        soak = phase.soak
+        rec = self._status.phases[phase.number - 1]
+        clean_since = workflow.now()
+        rec.soak_clean_since = clean_since
+        window_requests = window_errors = 0
+        while True:
+            result: StepOutcome = await workflow.execute_activity(
+                step.activity, step.params, result_type=StepOutcome,
+                start_to_close_timeout=step.start_to_close,
+                retry_policy=_retry_policy(step.retry),
+                summary=f"Soak sample {rec.soak_samples + 1}: GET {step.params.get('path')}")
+            sample = ErrorRateSample.model_validate(result.data)
+            rec.soak_samples += 1
+            window_requests += sample.requests
+            window_errors += sample.errors_503 + sample.errors_other
+            rate = window_errors / window_requests if window_requests else 0.0
+            if sample.errors_503 or rate > soak.max_error_rate:
+                rec.soak_restarts += 1
+                clean_since = workflow.now()
+                rec.soak_clean_since = clean_since
+                window_requests = window_errors = 0
+            clean_for = (workflow.now() - clean_since).total_seconds()
+            if clean_for >= soak.window_s and rec.soak_samples > rec.soak_restarts:
+                return StepOutcome(
+                    changed=False, detail=f"{clean_for:.0f}s without 503 over "
+                                          f"{rec.soak_samples} samples ({rec.soak_restarts} restarts)",
+                    data={"samples": rec.soak_samples, "restarts": rec.soak_restarts,
+                          "window_error_rate": rate})
+            self._publish()
+            await workflow.sleep(min(soak.sample_every_s, max(1, soak.window_s - clean_for)),
+                                 summary=f"soak: {clean_for:.0f}/{soak.window_s}s clean")
+
+    # -------------------------------------------------------------- cleanup --------------
+
+    async def _cleanup(self) -> list[str]:
+        """The irreversible deletion of old revisions, behind its own gate. Declining it
+        keeps the successful remediation; the revisions are reported as left in place."""
+        spec = self._book.cleanup
+        rec = self._steps[spec.step.id]
+        try:
+            await self._await_gate(spec.gate, spec.escalation, None)
+        except _Stop as stop:
+            if stop.state == RunState.ABORTED:
+                raise
+            rec.status, rec.detail = StepStatus.SKIPPED, stop.reason
+            return await self._old_revisions()
+        try:
+            outcome = await self._run_step(spec.step, None)
+        except ActivityError as err:
+            # The remediation itself succeeded; a failed cleanup must not undo it.
+            rec.detail = f"cleanup failed: {_error_text(err)}"
+            return await self._old_revisions()
+        return list(outcome.data.get("left_in_place", []))
+
+    async def _old_revisions(self) -> list[str]:
+        """Revisions that cleanup would have deleted, read fresh for the report."""
+        t = self._req.targets
+        try:
+            diag: Diagnosis = await self._read(
+                act.DIAGNOSE, DiagnoseParams(
+                    project=t.project, region=t.region, connector=t.connector,
+                    sql_instance=t.sql_instance, run_services=[t.backend_service],
+                    health_checks=[], backend_services=[], certificate=t.certificate,
+                    required_secrets=[]),
+                Diagnosis, f"Read revisions of {t.backend_service} left in place (read-only)")
+        except ActivityError:
+            return []
+        svc = next((x for x in diag.run_services if x.name == t.backend_service), None)
+        serving = {tr.revision for tr in svc.traffic} if svc else set()
+        return [r for r in (svc.revisions if svc else [])
+                if r not in serving and r != svc.latest_ready_revision]
+
+    # ------------------------------------------------------------- rollback --------------
+
+    async def _rollback(self, end_state: RunState, reason: str) -> None:
+        self._status.outcome_reason = reason
+        self._set_state(RunState.ROLLING_BACK)
+        self._status.pending_gate = None
+        for ph in self._status.phases:
+            if ph.status == "RUNNING":  # interrupted by a cancellation mid-phase
+                ph.status = "FAILED"
+                self._close_phase(ph)
+        failures = 0
+        for step, rec, outcome in reversed(self._applied):
+            now = workflow.now()
+            if outcome is None or not outcome.changed:
+                self._status.rollback_log.append(RollbackEntry(
+                    at=now, step_id=step.id, action="nothing_to_undo",
+                    detail="the step changed nothing"))
+                continue
+            if not step.reversible or step.compensation is None:
+                rec.status = StepStatus.LEFT_IN_PLACE
+                self._status.rollback_log.append(RollbackEntry(
+                    at=now, step_id=step.id, action="left_in_place",
+                    detail="irreversible change; still in force"))
+                continue
+            try:
+                undo: StepOutcome = await workflow.execute_activity(
+                    step.compensation,
+                    CompensationInput(step_id=step.id, params=step.params, outcome=outcome),
+                    result_type=StepOutcome, start_to_close_timeout=timedelta(minutes=20),
+                    heartbeat_timeout=timedelta(seconds=30),
+                    retry_policy=_retry_policy(_COMPENSATION_RETRY),
+                    activity_id=f"undo-{step.id}", summary=f"Undo {step.id}: {step.summary}")
+                rec.status = StepStatus.COMPENSATED
+                self._status.rollback_log.append(RollbackEntry(
+                    at=workflow.now(), step_id=step.id, action="compensated", detail=undo.detail))
+            except ActivityError as err:
+                failures += 1
+                rec.status = StepStatus.COMPENSATION_FAILED
+                self._status.rollback_log.append(RollbackEntry(
+                    at=workflow.now(), step_id=step.id, action="compensation_failed",
+                    detail=_error_text(err)))
+            self._publish()
+        if failures:
+            self._finish(RunState.FAILED, f"{reason}; rollback incomplete: {failures} "
+                                          "compensation(s) failed, see rollback_log")
+        else:
+            self._finish(end_state, reason)
+
+    # --------------------------------------------------------------- notify --------------
+
+    async def _notify(self, level: str, recipient: str, subject: str, body: str, *,
+                      phase: int | None = None, gate: str | None = None) -> None:
+        try:
+            out: NotifyOutcome = await workflow.execute_activity(
+                act.NOTIFY,
+                NotifyParams(run_id=workflow.info().workflow_id, incident_id=self._status.incident_id,
+                             level=level if level != "hard_limit" else "breach", recipient=recipient,
+                             subject=subject, body=body, channels=self._req.notifications),
+                result_type=NotifyOutcome, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3,
+                                         maximum_interval=timedelta(seconds=10)),
+                summary=f"Notify {recipient}: {subject}"[:200])
+            delivered = out.delivered
+        except ActivityError:
+            # A dead notification channel must never block a gate or a rollback.
+            delivered = []
+        self._status.escalations.append(Escalation(
+            at=workflow.now(), level=level, recipient=recipient, subject=subject,
+            phase=phase, gate=gate, delivered=delivered))
+        self._publish()
+
+
+_TERMINAL = (RunState.SUCCEEDED, RunState.ROLLED_BACK, RunState.ABORTED, RunState.REJECTED,
+             RunState.TIMED_OUT, RunState.FAILED)
+
+
+class _PlanRefused(Exception):
+    def __init__(self, message: str, *details: Any, type: str) -> None:
+        super().__init__(message)
+        self.details = details
+        self.type = type
+
+
+def _parse(model: type, payload: Any) -> Any:
+    """Parse a handler payload; a ValueError names the bad fields."""
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as err:
+        raise ValueError("; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+            for e in err.errors(include_url=False))) from None

@@ -1,0 +1,42 @@
+"""Build the run's final ``RemediationReport`` from its status record."""
+
+from __future__ import annotations
+
+from runbook.status import (
+    ChangeRecord,
+    PhaseSummary,
+    RemediationReport,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
+
+
+def _change(rec: StepRecord) -> ChangeRecord:
+    resource = rec.after.get("resource") or rec.before.get("resource") or ""
+    return ChangeRecord(step_id=rec.id, resource=str(resource) or rec.summary,
+                        summary=rec.summary, before=rec.before, after=rec.after)
+
+
+def build_report(s: RunStatus, *, revisions_left: list[str] | None = None) -> RemediationReport:
+    mutated = [r for r in s.steps if r.kind == "mutate" and r.changed]
+    return RemediationReport(
+        incident_id=s.incident_id,
+        outcome=s.state,
+        reason=s.outcome_reason,
+        started_at=s.started_at,
+        finished_at=s.finished_at,
+        plan_digest=s.plan.digest if s.plan else None,
+        phases=[PhaseSummary(number=p.number, title=p.title, status=p.status,
+                             budget_s=p.budget_s, duration_s=p.duration_s,
+                             budget_breached=p.budget_breached) for p in s.phases],
+        approvals=[a for g in s.gates for a in g.approvals],
+        changes_applied=[_change(r) for r in mutated],
+        changes_reverted=[_change(r) for r in mutated if r.status == StepStatus.COMPENSATED],
+        changes_left_in_place=[_change(r) for r in mutated
+                               if r.status in (StepStatus.LEFT_IN_PLACE,
+                                               StepStatus.COMPENSATION_FAILED)],
+        escalations=s.escalations,
+        revisions_left_in_place=revisions_left or [],
+        problems=[f"{r.id}: {r.error}" for r in s.steps if r.error],
+    )
