@@ -1,0 +1,95 @@
+"""The simulator's own control API under ``/_sim/`` (used by tests and other engineers)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from . import faults, health_model, operations, world
+from .context import Sim
+from .errors import invalid
+from .http_util import read_json
+
+router = APIRouter(prefix="/_sim")
+
+
+def _sim(request: Request) -> Sim:
+    return request.app.state.sim
+
+
+@router.get("/healthz")
+async def healthz():
+    return {"ok": True}
+
+
+@router.get("/state")
+async def state(request: Request):
+    return world.dump(_sim(request))
+
+
+@router.post("/reset")
+async def reset(request: Request):
+    """Restore the default world, or seed the world given in the body (state shape)."""
+    sim = _sim(request)
+    body = await read_json(request)
+    world.load(sim, body if body else world.default_world(sim))
+    request.app.state.diffusion.clear()
+    return {"ok": True, "world": "custom" if body else "default"}
+
+
+@router.get("/mutations")
+async def mutations(request: Request):
+    try:
+        since = int(request.query_params.get("since", 0))
+    except ValueError as exc:
+        raise invalid("since must be an integer sequence number.", "since") from exc
+    return {"mutations": _sim(request).store.mutations(since)}
+
+
+@router.get("/faults")
+async def list_faults(request: Request):
+    return {"faults": _sim(request).store.faults()}
+
+
+@router.post("/faults")
+async def add_fault(request: Request):
+    sim = _sim(request)
+    fault = faults.validate(await read_json(request))
+    fault["created"] = sim.iso()
+    fault_id = sim.store.fault_add(fault)
+    return fault | {"id": fault_id}
+
+
+@router.delete("/faults")
+async def clear_faults(request: Request):
+    _sim(request).store.faults_clear()
+    return {"ok": True}
+
+
+@router.get("/clock")
+async def clock(request: Request):
+    return _sim(request).clock.snapshot()
+
+
+@router.post("/clock/advance")
+async def advance(request: Request):
+    sim = _sim(request)
+    body = await read_json(request)
+    try:
+        seconds = float(body.get("seconds", 0))
+    except (TypeError, ValueError) as exc:
+        raise invalid("seconds must be a number.", "seconds") from exc
+    if seconds < 0:
+        raise invalid("seconds must be >= 0: simulated time never goes backwards.", "seconds")
+    sim.clock.advance(seconds)
+    completed = operations.settle(sim)
+    return sim.clock.snapshot() | {"operations_completed": completed}
+
+
+@router.get("/app")
+async def app_figures(request: Request):
+    return health_model.compute(_sim(request))
+
+
+@router.get("/operations")
+async def list_operations(request: Request):
+    """Every operation record (debugging aid; includes internal timers)."""
+    return {"operations": _sim(request).store.ops_all()}

@@ -1,0 +1,130 @@
+"""Injected faults: registry, matching and bookkeeping.
+
+A fault matches a call when each of its optional fields matches: ``api`` (run,
+vpcaccess, sqladmin, compute, secretmanager, monitoring, app), ``method`` (HTTP verb)
+and ``resource`` (a substring of the request path). Counted kinds fire ``count`` times
+and then stay listed as exhausted; ``sql_maintenance`` lasts until the faults are
+cleared. Every firing increments ``fired`` so tests can prove a fault was exercised.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import GoogleError, invalid
+from .store import Store
+
+KINDS = {
+    "http",                    # the next N matching calls answer `status` with a Google error
+    "operation_error",         # the next matching operation ends in error
+    "operation_hang",          # the next matching operation never finishes
+    "sql_maintenance",         # instance shows MAINTENANCE and refuses patches (409) until cleared
+    "revision_start_failure",  # the next new revision of a matching service fails to start
+    "app_503",                 # the next N application requests answer 503
+}
+APIS = {"run", "vpcaccess", "sqladmin", "compute", "secretmanager", "monitoring", "app"}
+UNCOUNTED = {"sql_maintenance"}
+
+_SQL = re.compile(r"^/v1/(projects/[^/]+/(instances|operations|tiers)(/|$)|flags)")
+_VPC = re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/(connectors|operations)(/|$)|^/v1/projects/[^/]+/locations/?$")
+_SECRETS = re.compile(r"^/v1/projects/[^/]+/secrets(/|$)")
+
+
+def api_of(path: str) -> str | None:
+    """Which simulated API a request path belongs to (None for /_sim/ and unknown)."""
+    if path.startswith("/_sim"):
+        return None
+    if path.startswith("/v2/"):
+        return "run"
+    if path.startswith("/compute/v1/"):
+        return "compute"
+    if path.startswith("/v3/"):
+        return "monitoring"
+    if _VPC.match(path):
+        return "vpcaccess"
+    if _SQL.match(path):
+        return "sqladmin"
+    if _SECRETS.match(path):
+        return "secretmanager"
+    if path in ("/health", "/health/database", "/auth/health", "/ws"):
+        return "app"
+    return None
+
+
+def validate(spec: dict[str, Any]) -> dict[str, Any]:
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise invalid(f"fault kind must be one of {sorted(KINDS)}", "kind")
+    api = spec.get("api")
+    if api is not None and api not in APIS:
+        raise invalid(f"fault api must be one of {sorted(APIS)}", "api")
+    fault: dict[str, Any] = {
+        "kind": kind,
+        "api": api,
+        "method": (spec.get("method") or None) and str(spec["method"]).upper(),
+        "resource": spec.get("resource") or None,
+        "message": spec.get("message"),
+        "fired": 0,
+    }
+    if kind == "http":
+        status = int(spec.get("status", 503))
+        if status == 401:
+            raise invalid("status 401 is not allowed: anonymous credentials cannot refresh", "status")
+        if not 400 <= status <= 599:
+            raise invalid("status must be an HTTP error status (400-599)", "status")
+        fault["status"] = status
+        fault["reason"] = spec.get("reason")
+    if kind == "operation_error":
+        fault["code"] = int(spec.get("code", 13))
+    if kind not in UNCOUNTED:
+        count = int(spec.get("count", 1))
+        if count < 1:
+            raise invalid("count must be >= 1", "count")
+        fault["count"] = count
+        fault["remaining"] = count
+    return fault
+
+
+def _matches(fault: dict[str, Any], api: str | None, method: str | None, path: str) -> bool:
+    if fault.get("api") and fault["api"] != api:
+        return False
+    if fault.get("method") and method and fault["method"] != method.upper():
+        return False
+    if fault.get("resource") and fault["resource"] not in path:
+        return False
+    return True
+
+
+def take(store: Store, kind: str, api: str | None, method: str | None, path: str) -> dict[str, Any] | None:
+    """Consume one firing of the first live matching fault of ``kind`` (or None)."""
+    for fault in store.faults():
+        if fault["kind"] != kind or not _matches(fault, api, method, path):
+            continue
+        if kind not in UNCOUNTED and fault.get("remaining", 0) <= 0:
+            continue
+        if kind not in UNCOUNTED:
+            fault["remaining"] -= 1
+        fault["fired"] += 1
+        store.fault_put(fault)
+        return fault
+    return None
+
+
+def active(store: Store, kind: str, api: str | None, path: str) -> dict[str, Any] | None:
+    """A live matching fault of ``kind`` without consuming it (for standing faults)."""
+    for fault in store.faults():
+        if fault["kind"] == kind and _matches(fault, api, None, path):
+            if kind in UNCOUNTED or fault.get("remaining", 0) > 0:
+                return fault
+    return None
+
+
+def record_fire(store: Store, fault: dict[str, Any]) -> None:
+    fault["fired"] += 1
+    store.fault_put(fault)
+
+
+def http_error(fault: dict[str, Any]) -> GoogleError:
+    status = fault["status"]
+    message = fault.get("message") or f"Injected fault: HTTP {status}"
+    return GoogleError(status, message, reason=fault.get("reason"))

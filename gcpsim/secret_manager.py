@@ -1,0 +1,85 @@
+"""Secret Manager v1, metadata only: secrets get/list, versions get/list.
+
+There is deliberately no ``:access`` route (any ``…/versions/x:access`` is a 404) and no
+payload is ever stored: the runbook may check that a secret exists and that its latest
+version is ENABLED, never read a value. Secret names use the project NUMBER.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from .context import Sim, public
+from .errors import invalid, not_found
+from .http_util import page
+
+router = APIRouter()
+_VERSION = re.compile(r"latest|[1-9]\d*")
+
+
+def _sim(request: Request) -> Sim:
+    return request.app.state.sim
+
+
+def _secret(sim: Sim, p: str, s: str) -> dict[str, Any]:
+    name = f"projects/{sim.project_number(p)}/secrets/{s}"
+    secret = sim.store.get("secretmanager", name)
+    if secret is None:
+        raise not_found(f"Secret [{name}]")
+    return secret
+
+
+def versions_of(sim: Sim, secret_name: str) -> list[dict[str, Any]]:
+    """Versions newest first; ``latest`` is the most recently created, whatever its state."""
+    vs = sim.store.list("secretmanager", "versions", secret_name + "/versions/")
+    return sorted(vs, key=lambda v: int(v["name"].rsplit("/", 1)[-1]), reverse=True)
+
+
+@router.get("/v1/projects/{p}/secrets")
+async def list_secrets(p: str, request: Request):
+    sim = _sim(request)
+    items = sim.store.list("secretmanager", "secrets", f"projects/{sim.project_number(p)}/secrets/")
+    chunk, nxt = page(items, request, default_size=25000)
+    out: dict[str, Any] = {"secrets": [public(s) for s in chunk], "totalSize": len(items)}
+    if nxt:
+        out["nextPageToken"] = nxt
+    return out
+
+
+@router.get("/v1/projects/{p}/secrets/{s}")
+async def get_secret(p: str, s: str, request: Request):
+    return public(_secret(_sim(request), p, s))
+
+
+@router.get("/v1/projects/{p}/secrets/{s}/versions/{v}")
+async def get_version(p: str, s: str, v: str, request: Request):
+    sim = _sim(request)
+    if not _VERSION.fullmatch(v):
+        # Also what ".../versions/latest:access" lands on: there is no access method here.
+        raise not_found(f"Secret Version [projects/{p}/secrets/{s}/versions/{v}]")
+    secret = _secret(sim, p, s)
+    versions = versions_of(sim, secret["name"])
+    chosen = versions[:1] if v == "latest" else [x for x in versions if x["name"].endswith(f"/versions/{v}")]
+    if not chosen:
+        raise not_found(f"Secret Version [{secret['name']}/versions/{v}]")
+    return public(chosen[0])
+
+
+@router.get("/v1/projects/{p}/secrets/{s}/versions")
+async def list_versions(p: str, s: str, request: Request):
+    sim = _sim(request)
+    secret = _secret(sim, p, s)
+    versions = versions_of(sim, secret["name"])
+    flt = request.query_params.get("filter", "").strip()
+    if flt:
+        m = re.fullmatch(r"state\s*[:=]\s*\"?([A-Z_]+)\"?", flt)
+        if not m:
+            raise invalid(f"Invalid filter '{flt}'; this simulator supports state:<STATE>.", "filter")
+        versions = [x for x in versions if x["state"] == m.group(1)]
+    chunk, nxt = page(versions, request, default_size=25000)
+    out: dict[str, Any] = {"versions": [public(x) for x in chunk], "totalSize": len(versions)}
+    if nxt:
+        out["nextPageToken"] = nxt
+    return out

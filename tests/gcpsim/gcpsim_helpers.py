@@ -1,0 +1,54 @@
+"""Helpers shared by the gcpsim tests (kept out of conftest so they can be imported)."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from googleapiclient.discovery import build
+
+from gcpsim.launcher import Simulator
+
+SPEED = 120.0  # simulated seconds per real second: fast, yet leaves in-flight states observable
+PROJECT, REGION, NUMBER = "netra-staging", "us-central1", "123456789012"
+LOC = f"projects/{PROJECT}/locations/{REGION}"
+BACKEND = f"{LOC}/services/netra-backend-staging"
+AUTH = f"{LOC}/services/auth-staging"
+CONNECTOR = f"{LOC}/connectors/staging-connector"
+
+
+def advance(sim: Simulator, seconds: float) -> dict:
+    return sim.admin("POST", "/_sim/clock/advance", {"seconds": seconds})
+
+
+def mutations(sim: Simulator, since: int = 0) -> list[dict]:
+    return sim.admin("GET", f"/_sim/mutations?since={since}")["mutations"]
+
+
+def add_fault(sim: Simulator, **spec) -> dict:
+    return sim.admin("POST", "/_sim/faults", spec)
+
+
+def raw(sim: Simulator, method: str, path: str, body=None) -> tuple[int, dict]:
+    """A raw HTTP call (status, JSON) that does not raise on errors."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(sim.endpoint + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def gapic_options(sim: Simulator) -> dict:
+    return {"credentials": AnonymousCredentials(), "transport": "rest",
+            "client_options": ClientOptions(api_endpoint=sim.endpoint)}
+
+
+def discovery(sim: Simulator, name: str, version: str):
+    endpoint = sim.compute_endpoint if name == "compute" else sim.endpoint
+    return build(name, version, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint},
+                 static_discovery=True, cache_discovery=False)

@@ -1,0 +1,94 @@
+"""Compute v1 (global) through the discovery client with api_endpoint=.../compute/v1/."""
+from __future__ import annotations
+
+import pytest
+from gcpsim_helpers import PROJECT, add_fault, advance, discovery, mutations
+from googleapiclient.errors import HttpError
+
+HC, BS, CERT = "staging-backend-health-check", "staging-backend-service", "staging-netrasystems-ai-cert"
+
+
+@pytest.fixture
+def compute(sim):
+    return discovery(sim, "compute", "v1")
+
+
+def _wait(compute, op):
+    return compute.globalOperations().wait(project=PROJECT, operation=op["name"]).execute()
+
+
+def test_health_check_patch_and_limit(sim, compute):
+    hc = compute.healthChecks().get(project=PROJECT, healthCheck=HC).execute()
+    assert (hc["checkIntervalSec"], hc["timeoutSec"], hc["httpHealthCheck"]["requestPath"]) == (5, 5, "/health")
+    with pytest.raises(HttpError) as err:
+        compute.healthChecks().patch(project=PROJECT, healthCheck=HC,
+                                     body={"checkIntervalSec": 30, "timeoutSec": 90}).execute()
+    assert err.value.status_code == 400 and "timeoutSec" in err.value.reason
+    op = compute.healthChecks().patch(project=PROJECT, healthCheck=HC, body={
+        "checkIntervalSec": 30, "timeoutSec": 30, "unhealthyThreshold": 5, "healthyThreshold": 2}).execute()
+    assert op["kind"] == "compute#operation" and op["operationType"] == "patch"
+    assert _wait(compute, op)["status"] == "DONE"
+    got = compute.globalOperations().get(project=PROJECT, operation=op["name"]).execute()
+    assert got["status"] == "DONE" and "error" not in got
+    hc = compute.healthChecks().get(project=PROJECT, healthCheck=HC).execute()
+    assert (hc["checkIntervalSec"], hc["timeoutSec"], hc["unhealthyThreshold"], hc["healthyThreshold"]) == (30, 30, 5, 2)
+    with pytest.raises(HttpError) as err:
+        compute.healthChecks().patch(project=PROJECT, healthCheck=HC,
+                                     body={"tcpHealthCheck": {"port": 80}}).execute()
+    assert err.value.status_code == 400 and "tcpHealthCheck" in err.value.reason
+    assert len(mutations(sim)) == 1
+
+
+def test_backend_service_fingerprint_and_request_id(sim, compute):
+    bs = compute.backendServices().get(project=PROJECT, backendService=BS).execute()
+    assert bs["timeoutSec"] == 30 and bs["fingerprint"]
+    with pytest.raises(HttpError) as err:
+        compute.backendServices().patch(project=PROJECT, backendService=BS,
+                                        body={"timeoutSec": 600, "fingerprint": "stale="}).execute()
+    assert err.value.status_code == 412 and err.value.error_details[0]["reason"] == "conditionNotMet"
+    rid = "0f6c1b7e-7c1e-4a53-9d1a-5b0c3d2e1f00"
+    body = {"timeoutSec": 600, "fingerprint": bs["fingerprint"]}
+    op1 = compute.backendServices().patch(project=PROJECT, backendService=BS, body=body, requestId=rid).execute()
+    op2 = compute.backendServices().patch(project=PROJECT, backendService=BS, body=body, requestId=rid).execute()
+    assert op1["name"] == op2["name"]
+    after = compute.backendServices().get(project=PROJECT, backendService=BS).execute()
+    assert after["timeoutSec"] == 600 and after["fingerprint"] != bs["fingerprint"]
+    logged = mutations(sim)
+    assert len(logged) == 1 and logged[0]["request_id"] == rid
+    with pytest.raises(HttpError) as err:  # the old fingerprint is now stale
+        compute.backendServices().patch(project=PROJECT, backendService=BS, body=body).execute()
+    assert err.value.status_code == 412
+
+
+def test_managed_certificate_lifecycle(sim, compute):
+    with pytest.raises(HttpError) as err:
+        compute.sslCertificates().get(project=PROJECT, sslCertificate=CERT).execute()
+    assert err.value.status_code == 404
+    domains = ["staging.netrasystems.ai", "api-staging.netrasystems.ai"]
+    op = compute.sslCertificates().insert(project=PROJECT, body={
+        "name": CERT, "type": "MANAGED", "managed": {"domains": domains}}).execute()
+    _wait(compute, op)
+    cert = compute.sslCertificates().get(project=PROJECT, sslCertificate=CERT).execute()
+    assert cert["managed"]["status"] == "PROVISIONING"
+    listed = compute.sslCertificates().list(project=PROJECT, filter='name = "staging-netrasystems-ai-cert"').execute()
+    assert [c["name"] for c in listed["items"]] == [CERT]
+    with pytest.raises(HttpError) as err:
+        compute.sslCertificates().insert(project=PROJECT, body={"name": CERT, "type": "MANAGED",
+                                                                "managed": {"domains": domains}}).execute()
+    assert err.value.status_code == 409
+    advance(sim, 610)
+    cert = compute.sslCertificates().get(project=PROJECT, sslCertificate=CERT).execute()
+    assert cert["managed"]["status"] == "ACTIVE" and set(cert["managed"]["domainStatus"].values()) == {"ACTIVE"}
+    _wait(compute, compute.sslCertificates().delete(project=PROJECT, sslCertificate=CERT).execute())
+    assert compute.sslCertificates().list(project=PROJECT).execute()["items"] == []
+    assert [m["method"] for m in mutations(sim)] == ["POST", "DELETE"]
+
+
+def test_operation_error_applies_nothing(sim, compute):
+    add_fault(sim, kind="operation_error", api="compute", resource="healthChecks", code=13)
+    op = compute.healthChecks().patch(project=PROJECT, healthCheck=HC, body={"timeoutSec": 4}).execute()
+    done = _wait(compute, op)
+    assert done["status"] == "DONE" and done["error"]["errors"][0]["code"] == "INTERNAL_ERROR"
+    assert done["httpErrorStatusCode"] == 500
+    assert compute.healthChecks().get(project=PROJECT, healthCheck=HC).execute()["timeoutSec"] == 5
+    assert mutations(sim) == []
