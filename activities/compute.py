@@ -1,0 +1,291 @@
+"""Compute Engine v1 (load balancer pieces): health checks, backend services, certificate.
+
+Every mutation carries a ``requestId`` derived from the run, the activity and the target
+(see ``mutation.request_id``), so a retried attempt re-sending the same change is
+deduplicated by the API. Global operations are polled with ``globalOperations.get``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from googleapiclient.errors import HttpError
+from temporalio import activity
+
+from activities import errors
+from activities.clients import GcpClients, execute
+from activities.mutation import Mutation, request_id
+from activities.operations import Operations, PollTimeout, poll
+from runbook import activity_names
+from runbook.activity_io import (
+    BackendServiceTimeoutParams,
+    CertificateParams,
+    CompensationInput,
+    HealthCheckParams,
+    StepOutcome,
+)
+
+# API defaults when a field is absent (compute.v1 discovery document).
+HC_DEFAULTS = {"checkIntervalSec": 5, "timeoutSec": 5, "healthyThreshold": 2,
+               "unhealthyThreshold": 2}
+BACKEND_TIMEOUT_DEFAULT = 30
+# 412 conditionNotMet: how many times one attempt re-reads the fingerprint before it
+# leaves the race to Temporal's retry (StaleFingerprint is retryable).
+FINGERPRINT_REREADS = 3
+CERT_FAILED = {"PROVISIONING_FAILED", "PROVISIONING_FAILED_PERMANENTLY", "RENEWAL_FAILED"}
+
+
+def hc_resource(project: str, name: str) -> str:
+    return f"projects/{project}/global/healthChecks/{name}"
+
+
+def bs_resource(project: str, name: str) -> str:
+    return f"projects/{project}/global/backendServices/{name}"
+
+
+def cert_resource(project: str, name: str) -> str:
+    return f"projects/{project}/global/sslCertificates/{name}"
+
+
+def hc_record(hc: dict[str, Any]) -> dict[str, int]:
+    return {k: int(hc.get(k, d)) for k, d in HC_DEFAULTS.items()}
+
+
+def hc_patch_body(current: dict[str, int], target: dict[str, int]) -> dict[str, int]:
+    """The PATCH body, ordered so that each field applied in turn keeps
+    timeoutSec <= checkIntervalSec: a growing interval goes first, a shrinking one last."""
+    if target["checkIntervalSec"] >= current["checkIntervalSec"]:
+        order = ("checkIntervalSec", "timeoutSec", "healthyThreshold", "unhealthyThreshold")
+    else:
+        order = ("timeoutSec", "checkIntervalSec", "healthyThreshold", "unhealthyThreshold")
+    return {k: target[k] for k in order}
+
+
+def cert_record(cert: dict[str, Any] | None) -> dict[str, Any]:
+    if cert is None:
+        return {"exists": False}
+    managed = cert.get("managed", {})
+    return {"exists": True, "status": managed.get("status", ""),
+            "domains": list(managed.get("domains", [])), "type": cert.get("type", "")}
+
+
+class ComputeActivities:
+    def __init__(self, clients: GcpClients) -> None:
+        self.clients = clients
+        self.ops = Operations(clients)
+
+    def _api(self) -> Any:
+        return self.clients.discovery("compute")
+
+    # -- health checks ------------------------------------------------------------------
+
+    def _get_hc(self, project: str, name: str) -> dict[str, Any]:
+        return execute(self._api().healthChecks().get(project=project, healthCheck=name))
+
+    async def _set_hc(self, m: Mutation, project: str, name: str,
+                      target: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+        if m.pending_operation:
+            await self.ops.resume(m, lambda op: self.ops.compute_global(project, op, m))
+        found = hc_record(await asyncio.to_thread(self._get_hc, project, name))
+        if found != target:
+            m.begin(found)
+            body = hc_patch_body(found, target)
+            rid = request_id(m.resource, sorted(target.items()))
+            op = await asyncio.to_thread(lambda: execute(self._api().healthChecks().patch(
+                project=project, healthCheck=name, body=body, requestId=rid)))
+            m.operation_started(op["name"])
+            await self.ops.compute_global(project, op["name"], m)
+        after = hc_record(await asyncio.to_thread(self._get_hc, project, name))
+        return found, after
+
+    @activity.defn(name=activity_names.CONFIGURE_HEALTH_CHECK)
+    async def configure_health_check(self, p: HealthCheckParams) -> StepOutcome:
+        resource = hc_resource(p.project, p.health_check)
+        target = {"checkIntervalSec": p.check_interval_s, "timeoutSec": p.timeout_s,
+                  "healthyThreshold": p.healthy_threshold,
+                  "unhealthyThreshold": p.unhealthy_threshold}
+        async with Mutation("configure health check", resource) as m:
+            found, after = await self._set_hc(m, p.project, p.health_check, target)
+            return m.outcome(current_before=found, after=after, changed=m.checkpoint is not None,
+                             detail=f"{resource}: {m.before or found} -> {after}")
+
+    @activity.defn(name=activity_names.RESTORE_HEALTH_CHECK)
+    async def restore_health_check(self, inp: CompensationInput) -> StepOutcome:
+        p = inp.params
+        resource = hc_resource(p["project"], p["health_check"])
+        async with Mutation("restore health check", resource) as m:
+            if not inp.outcome.changed or not inp.outcome.before:
+                return m.outcome(current_before={}, after={}, changed=False,
+                                 detail=f"{inp.step_id} changed nothing; nothing to restore")
+            target = hc_record(inp.outcome.before)
+            found, after = await self._set_hc(m, p["project"], p["health_check"], target)
+            return m.outcome(current_before=found, after=after, changed=m.checkpoint is not None,
+                             detail=f"{resource}: restored {after}")
+
+    # -- backend services ---------------------------------------------------------------
+
+    def _get_bs(self, project: str, name: str) -> dict[str, Any]:
+        return execute(self._api().backendServices().get(project=project, backendService=name))
+
+    def _patch_bs(self, project: str, name: str, timeout_s: int, fingerprint: str,
+                  rid: str) -> dict[str, Any]:
+        return execute(self._api().backendServices().patch(
+            project=project, backendService=name,
+            body={"timeoutSec": timeout_s, "fingerprint": fingerprint}, requestId=rid))
+
+    async def _set_bs_timeout(self, m: Mutation, project: str, name: str,
+                              timeout_s: int) -> tuple[dict[str, int], dict[str, int]]:
+        if m.pending_operation:
+            await self.ops.resume(m, lambda op: self.ops.compute_global(project, op, m))
+        bs = await asyncio.to_thread(self._get_bs, project, name)
+        found = {"timeoutSec": int(bs.get("timeoutSec", BACKEND_TIMEOUT_DEFAULT))}
+        if found["timeoutSec"] != timeout_s:
+            m.begin(found)
+            for reread in range(FINGERPRINT_REREADS + 1):
+                # The fingerprint of the latest GET is required; a concurrent change makes
+                # it stale (412 conditionNotMet): read again and re-send with the new one.
+                fp = bs.get("fingerprint", "")
+                rid = request_id(m.resource, timeout_s, fp)
+                try:
+                    op = await asyncio.to_thread(self._patch_bs, project, name, timeout_s, fp, rid)
+                    break
+                except HttpError as err:
+                    if err.status_code != 412 or reread == FINGERPRINT_REREADS:
+                        raise
+                    activity.logger.info("stale fingerprint on %s; re-reading", m.resource)
+                    bs = await asyncio.to_thread(self._get_bs, project, name)
+                    if int(bs.get("timeoutSec", BACKEND_TIMEOUT_DEFAULT)) == timeout_s:
+                        op = None
+                        break
+            if op is not None:
+                m.operation_started(op["name"])
+                await self.ops.compute_global(project, op["name"], m)
+        bs = await asyncio.to_thread(self._get_bs, project, name)
+        return found, {"timeoutSec": int(bs.get("timeoutSec", BACKEND_TIMEOUT_DEFAULT))}
+
+    @activity.defn(name=activity_names.SET_BACKEND_SERVICE_TIMEOUT)
+    async def set_backend_service_timeout(self, p: BackendServiceTimeoutParams) -> StepOutcome:
+        resource = bs_resource(p.project, p.backend_service)
+        async with Mutation("set backend service timeout", resource) as m:
+            found, after = await self._set_bs_timeout(m, p.project, p.backend_service, p.timeout_s)
+            return m.outcome(current_before=found, after=after, changed=m.checkpoint is not None,
+                             detail=f"{resource}: timeoutSec {(m.before or found)['timeoutSec']} "
+                                    f"-> {after['timeoutSec']}")
+
+    @activity.defn(name=activity_names.RESTORE_BACKEND_SERVICE)
+    async def restore_backend_service(self, inp: CompensationInput) -> StepOutcome:
+        p = inp.params
+        resource = bs_resource(p["project"], p["backend_service"])
+        async with Mutation("restore backend service", resource) as m:
+            if not inp.outcome.changed or "timeoutSec" not in inp.outcome.before:
+                return m.outcome(current_before={}, after={}, changed=False,
+                                 detail=f"{inp.step_id} changed nothing; nothing to restore")
+            found, after = await self._set_bs_timeout(
+                m, p["project"], p["backend_service"], int(inp.outcome.before["timeoutSec"]))
+            return m.outcome(current_before=found, after=after, changed=m.checkpoint is not None,
+                             detail=f"{resource}: restored timeoutSec {after['timeoutSec']}")
+
+    # -- managed certificate ------------------------------------------------------------
+
+    def _get_cert(self, project: str, name: str) -> dict[str, Any] | None:
+        try:
+            return execute(self._api().sslCertificates().get(project=project,
+                                                             sslCertificate=name))
+        except HttpError as err:
+            if err.status_code == 404:
+                return None
+            raise
+
+    @activity.defn(name=activity_names.ENSURE_CERTIFICATE)
+    async def ensure_certificate(self, p: CertificateParams) -> StepOutcome:
+        resource = cert_resource(p.project, p.certificate)
+        async with Mutation("ensure certificate", resource) as m:
+            if m.pending_operation:
+                await self.ops.resume(m, lambda op: self.ops.compute_global(p.project, op, m))
+            cert = await asyncio.to_thread(self._get_cert, p.project, p.certificate)
+            found = cert_record(cert)
+            if cert is None:
+                m.begin(found)
+                body = {"name": p.certificate, "type": "MANAGED",
+                        "managed": {"domains": list(p.domains)}}
+                rid = request_id(m.resource, sorted(p.domains))
+                try:
+                    op = await asyncio.to_thread(lambda: execute(
+                        self._api().sslCertificates().insert(project=p.project, body=body,
+                                                             requestId=rid)))
+                except HttpError as err:
+                    if err.status_code != 409:
+                        raise
+                    op = None  # created meanwhile (by an earlier attempt of this step)
+                if op is not None:
+                    m.operation_started(op["name"])
+                    await self.ops.compute_global(p.project, op["name"], m)
+                cert = await asyncio.to_thread(self._get_cert, p.project, p.certificate)
+                if cert is None:
+                    raise errors.app_error(f"ensure certificate {resource}: not found after "
+                                           "its insert finished", errors.OPERATION_FAILED,
+                                           non_retryable=False)
+            have = sorted(cert.get("managed", {}).get("domains", []))
+            if have != sorted(p.domains):
+                raise errors.app_error(
+                    f"ensure certificate {resource}: exists for {have}, requested "
+                    f"{sorted(p.domains)}; a managed certificate's domains cannot be changed",
+                    errors.FAILED_PRECONDITION, non_retryable=True)
+            try:
+                cert = await poll(
+                    lambda: self._get_cert(p.project, p.certificate) or {},
+                    lambda c: c.get("managed", {}).get("status") not in ("PROVISIONING", None),
+                    interval_s=self.ops.interval_s, heartbeat=m.heartbeat,
+                    what=f"certificate {resource} ACTIVE", timeout_s=p.wait_active_s)
+            except PollTimeout as timeout:
+                status = cert_record(timeout.last or None)
+                raise errors.step_failed(
+                    f"ensure certificate {resource}: still {status.get('status')} after "
+                    f"{p.wait_active_s}s; domain status "
+                    f"{(timeout.last or {}).get('managed', {}).get('domainStatus', {})}") from None
+            status = cert.get("managed", {}).get("status", "")
+            if status != "ACTIVE":
+                raise errors.step_failed(
+                    f"ensure certificate {resource}: {status or 'missing'}; domain status "
+                    f"{cert.get('managed', {}).get('domainStatus', {})}")
+            after = cert_record(cert)
+            return m.outcome(current_before=found, after=after,
+                             changed=m.checkpoint is not None,
+                             detail=f"{resource}: ACTIVE for {', '.join(after['domains'])}",
+                             data={"created": m.checkpoint is not None})
+
+    @activity.defn(name=activity_names.DELETE_CERTIFICATE)
+    async def delete_certificate(self, inp: CompensationInput) -> StepOutcome:
+        p = inp.params
+        resource = cert_resource(p["project"], p["certificate"])
+        async with Mutation("delete certificate", resource) as m:
+            # Only a certificate the forward step created is deleted: one that existed
+            # before the run belongs to someone else.
+            if not inp.outcome.changed or inp.outcome.before.get("exists", True):
+                return m.outcome(current_before={}, after={}, changed=False,
+                                 detail=f"{resource} existed before {inp.step_id}; kept")
+            if m.pending_operation:
+                await self.ops.resume(m, lambda op: self.ops.compute_global(p["project"], op, m))
+            cert = await asyncio.to_thread(self._get_cert, p["project"], p["certificate"])
+            found = cert_record(cert)
+            if cert is not None:
+                m.begin(found)
+                rid = request_id(m.resource, "delete")
+                try:
+                    op = await asyncio.to_thread(lambda: execute(
+                        self._api().sslCertificates().delete(
+                            project=p["project"], sslCertificate=p["certificate"],
+                            requestId=rid)))
+                except HttpError as err:
+                    if err.status_code != 404:
+                        raise
+                    op = None
+                if op is not None:
+                    m.operation_started(op["name"])
+                    await self.ops.compute_global(p["project"], op["name"], m)
+            after = cert_record(await asyncio.to_thread(self._get_cert, p["project"],
+                                                        p["certificate"]))
+            return m.outcome(current_before=found, after=after,
+                             changed=m.checkpoint is not None,
+                             detail=f"{resource}: deleted (created by {inp.step_id})")

@@ -1,0 +1,127 @@
+"""Compute: health checks, backend service timeout (fingerprint), managed certificate."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.compute import ComputeActivities
+from runbook.activity_io import BackendServiceTimeoutParams, CertificateParams, HealthCheckParams
+
+from .conftest import Runner
+from .world import BS, BS_KEY, CERT, CERT_KEY, DOMAINS, HC, HC_KEY, P, compensation, resource
+
+HC_PARAMS = HealthCheckParams(project=P, health_check=HC, check_interval_s=30, timeout_s=30,
+                              healthy_threshold=2, unhealthy_threshold=5)
+BS_PARAMS = BackendServiceTimeoutParams(project=P, backend_service=BS, timeout_s=600)
+CERT_PARAMS = CertificateParams(project=P, certificate=CERT, domains=DOMAINS, wait_active_s=60)
+HC_FIELDS = ("checkIntervalSec", "timeoutSec", "healthyThreshold", "unhealthyThreshold")
+
+
+def hc_state(state) -> dict:
+    hc = resource(state, "compute", HC_KEY)
+    return {k: hc[k] for k in HC_FIELDS}
+
+
+async def test_health_check_configure_repeat_and_restore(sim, clients, runner) -> None:
+    acts = ComputeActivities(clients)
+    original = hc_state(sim.state())
+    out = await runner(acts.configure_health_check, HC_PARAMS)
+    assert out.changed and out.resource == f"projects/{P}/global/healthChecks/{HC}"
+    assert out.before == original == {"checkIntervalSec": 5, "timeoutSec": 5,
+                                      "healthyThreshold": 2, "unhealthyThreshold": 2}
+    assert out.after == {"checkIntervalSec": 30, "timeoutSec": 30, "healthyThreshold": 2,
+                         "unhealthyThreshold": 5}
+    assert not (await Runner()(acts.configure_health_check, HC_PARAMS)).changed
+    patches = sim.mutations(api="compute", method="PATCH", resource=HC)
+    assert len(patches) == 1 and patches[0]["request_id"]
+
+    undo = compensation("hc", HC_PARAMS, out)
+    restored = await Runner(activity_id="undo")(acts.restore_health_check, undo)
+    # Shrinking the interval back below the current timeout works: timeoutSec goes first.
+    assert restored.changed and hc_state(sim.state()) == original
+    assert not (await Runner(activity_id="undo")(acts.restore_health_check, undo)).changed
+
+
+async def test_health_check_timeout_above_interval_is_refused(sim, clients, runner) -> None:
+    acts = ComputeActivities(clients)
+    bad = HC_PARAMS.model_copy(update={"timeout_s": 90})
+    with pytest.raises(ApplicationError) as err:
+        await runner(acts.configure_health_check, bad)
+    assert err.value.type == "InvalidArgument" and err.value.non_retryable
+    assert "timeoutSec" in err.value.message
+    assert sim.mutations(api="compute") == []
+
+
+async def test_backend_service_timeout_rereads_a_stale_fingerprint(sim, clients, runner) -> None:
+    acts = ComputeActivities(clients)
+    # The first PATCH is answered 412 conditionNotMet (someone changed it meanwhile).
+    sim.fault(api="compute", kind="http", method="PATCH", resource=BS, status=412,
+              reason="conditionNotMet")
+    out = await runner(acts.set_backend_service_timeout, BS_PARAMS)
+    assert out.changed and out.before == {"timeoutSec": 30} and out.after == {"timeoutSec": 600}
+    assert [f["fired"] for f in sim.faults()] == [1]
+    assert resource(sim.state(), "compute", BS_KEY)["timeoutSec"] == 600
+    assert not (await Runner()(acts.set_backend_service_timeout, BS_PARAMS)).changed
+
+    undo = compensation("bs", BS_PARAMS, out)
+    assert (await Runner(activity_id="undo")(acts.restore_backend_service, undo)).changed
+    assert resource(sim.state(), "compute", BS_KEY)["timeoutSec"] == 30
+    assert not (await Runner(activity_id="undo")(acts.restore_backend_service, undo)).changed
+    assert len(sim.mutations(api="compute", method="PATCH", resource=BS)) == 2
+
+
+async def test_persistent_412_is_a_retryable_stale_fingerprint(sim, clients, runner) -> None:
+    acts = ComputeActivities(clients)
+    sim.fault(api="compute", kind="http", method="PATCH", resource=BS, status=412, count=10)
+    with pytest.raises(ApplicationError) as err:
+        await runner(acts.set_backend_service_timeout, BS_PARAMS)
+    assert err.value.type == "StaleFingerprint" and not err.value.non_retryable
+    assert err.value.details[0]["before"] == {"timeoutSec": 30}
+
+
+async def test_compute_operation_resume_uses_the_same_operation(sim, clients) -> None:
+    acts = ComputeActivities(clients)
+    sim.fault(api="compute", kind="operation_hang", method="PATCH", resource=HC)
+    first = Runner()
+    err = await first.run_until_operation(acts.configure_health_check, HC_PARAMS)
+    assert isinstance(err, ApplicationError) and err.type == "Cancelled"
+    checkpoint = first.last_checkpoint()
+    assert checkpoint["operation"]
+    second = Runner(attempt=2, heartbeat_details=[checkpoint])
+    err2 = await second.run_until_operation(acts.configure_health_check, HC_PARAMS, timeout=1)
+    assert err2.details[0]["operation"] == checkpoint["operation"]
+    assert sim.mutations(api="compute") == []
+
+
+async def test_certificate_created_waited_for_and_deleted_by_its_undo(sim, clients, runner) -> None:
+    acts = ComputeActivities(clients)
+    out = await runner(acts.ensure_certificate, CERT_PARAMS)
+    assert out.changed and out.before == {"exists": False} and out.data["created"]
+    assert out.after["status"] == "ACTIVE" and sorted(out.after["domains"]) == sorted(DOMAINS)
+    # Provisioning took several polls, each one a heartbeat.
+    assert len(runner.heartbeats) > 3
+    again = await Runner()(acts.ensure_certificate, CERT_PARAMS)
+    assert not again.changed and again.before["exists"]
+    assert len(sim.mutations(api="compute", method="POST", resource=CERT)) == 1
+
+    # The undo of the repeat (which found it existing) keeps it; the creator's deletes it.
+    keep = await Runner()(acts.delete_certificate, compensation("cert", CERT_PARAMS, again))
+    assert not keep.changed and resource(sim.state(), "compute", CERT_KEY) is not None
+    gone = await Runner(activity_id="undo")(acts.delete_certificate,
+                                            compensation("cert", CERT_PARAMS, out))
+    assert gone.changed and gone.after == {"exists": False}
+    assert resource(sim.state(), "compute", CERT_KEY) is None
+    assert not (await Runner(activity_id="undo")(
+        acts.delete_certificate, compensation("cert", CERT_PARAMS, out))).changed
+
+
+async def test_certificate_still_provisioning_after_the_wait_is_step_failed(sim, clients,
+                                                                            runner) -> None:
+    acts = ComputeActivities(clients)
+    with pytest.raises(ApplicationError) as err:
+        await runner(acts.ensure_certificate, CERT_PARAMS.model_copy(update={"wait_active_s": 0}))
+    assert err.value.type == "StepFailed" and err.value.non_retryable
+    assert "PROVISIONING" in err.value.message
+    # It was created, so the checkpoint lets the workflow's undo delete it.
+    assert err.value.details[0]["before"] == {"exists": False}

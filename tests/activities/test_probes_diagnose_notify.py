@@ -1,0 +1,147 @@
+"""Diagnosis and verification, probes before/after the remediation, notifications."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import build_activities
+from activities.diagnose import DiagnoseActivities
+from activities.notify import NotifyActivities
+from activities.probes import ProbeActivities
+from activities.settings import Settings
+from runbook.activity_io import (
+    DiagnoseParams,
+    NotificationChannel,
+    NotifyParams,
+    ProbeParams,
+    SampleErrorRateParams,
+    VerifyInfrastructureParams,
+    WebSocketProbeParams,
+)
+from runbook.default_runbook import alert_policy_names, build_runbook
+from runbook.request import RemediationRequest
+
+from .conftest import Runner
+from .world import BACKEND, CONNECTOR, P, R, SQL
+
+REQ = RemediationRequest()
+VERIFY = VerifyInfrastructureParams(project=P, region=R, connector=CONNECTOR, sql_instance=SQL,
+                                    service=BACKEND)
+
+
+async def test_diagnose_reads_the_broken_world(sim, clients, runner) -> None:
+    t = REQ.targets
+    diag = await runner(DiagnoseActivities(clients).diagnose, DiagnoseParams(
+        project=t.project, region=t.region, connector=t.connector, sql_instance=t.sql_instance,
+        run_services=[t.backend_service, t.auth_service, "no-such-service"],
+        health_checks=list(t.health_checks), backend_services=t.backend_services,
+        certificate=t.certificate, required_secrets=t.required_secrets,
+        alert_policy_names=alert_policy_names(REQ)))
+    assert (diag.connector.machine_type, diag.connector.min_instances,
+            diag.connector.max_instances, diag.connector.state) == ("e2-micro", 2, 3, "READY")
+    assert diag.sql.tier == "db-custom-1-3840" and diag.sql.database_version == "POSTGRES_14"
+    assert "db-custom-2-7680" in diag.sql.available_tiers
+    assert "db-g1-standard-2" not in diag.sql.available_tiers
+    assert (diag.sql.max_connections_min, diag.sql.max_connections_max) == (14, 262143)
+    backend = diag.run_services[0]
+    assert [s.name for s in diag.run_services] == [t.backend_service, t.auth_service]
+    assert [(x.revision, x.percent) for x in backend.traffic] == [
+        ("netra-backend-staging-00001-nty", 50), ("netra-backend-staging-00002-ach", 50)]
+    assert backend.env["DATABASE_POOL_SIZE"] == "10" and "DATABASE_URL" not in backend.env
+    assert [h.request_path for h in diag.health_checks] == ["/health", "/auth/health"]
+    assert [b.timeout_s for b in diag.backend_services] == [30, 30]
+    assert not diag.certificate.exists
+    assert all(s.latest_state == "ENABLED" for s in diag.secrets)
+    assert diag.alert_policies == []
+    assert sim.mutations() == []  # read-only
+
+
+async def test_verify_fails_on_the_broken_world_naming_the_problem(sim, clients, runner) -> None:
+    with pytest.raises(ApplicationError) as err:
+        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+    assert err.value.type == "StepFailed" and err.value.non_retryable
+    assert "not one revision at 100%" in err.value.message
+    assert len(err.value.details[0]["service"]["serving"]) == 2
+
+
+async def test_probes_see_503s_before_and_none_after_the_remediation(sim, settings) -> None:
+    probes = ProbeActivities(settings)
+    # The default world: health checks time out and requests get 503.
+    sample = await Runner()(probes.sample_error_rate, SampleErrorRateParams(requests=20))
+    assert sample.data["errors_503"] > 0 and sample.data["max_latency_ms"] > 5000
+    with pytest.raises(ApplicationError) as err:
+        await Runner()(probes.probe_health, ProbeParams(path="/health", max_latency_ms=5000))
+    assert err.value.type == "StepFailed" and err.value.details[0]["latency_ms"] > 5000
+
+    # Run phases 1-2 of the default runbook with the real activities.
+    acts = {activity._Definition.from_callable(f).name: f for f in build_activities(settings)}
+    for phase in build_runbook(REQ).phases[:2]:
+        for step in phase.steps:
+            fn = acts[step.activity]
+            arg = activity._Definition.from_callable(fn).arg_types[0].model_validate(step.params)
+            await Runner(activity_id=step.id)(fn, arg)
+
+    for path, limit in (("/health", 5000), ("/auth/health", 5000), ("/health/database", 2000)):
+        out = await Runner()(probes.probe_health, ProbeParams(path=path, max_latency_ms=limit))
+        assert out.data["status"] == 200 and out.data["latency_ms"] <= limit
+    ws = await Runner()(probes.probe_websocket, WebSocketProbeParams())
+    assert ws.data["reply_type"] == "auth_ok"
+    sample = await Runner()(probes.sample_error_rate, SampleErrorRateParams(requests=40))
+    assert sample.data == {"requests": 40, "errors_503": 0, "errors_other": 0,
+                           "max_latency_ms": sample.data["max_latency_ms"]}
+    verified = await Runner()(acts["verify_infrastructure"], VERIFY)
+    assert "serves 100%" in verified.detail
+
+
+async def test_websocket_probe_fails_on_injected_503(sim, settings) -> None:
+    sim.fault(api="app", kind="app_503", resource="/ws", count=5)
+    with pytest.raises(ApplicationError) as err:
+        await Runner()(ProbeActivities(settings).probe_websocket, WebSocketProbeParams())
+    assert err.value.type == "StepFailed" and "auth_ok" in err.value.message
+
+
+async def test_unreachable_application_is_a_retryable_transport_error(settings) -> None:
+    dead = Settings(backend="gcp", app_url="http://127.0.0.1:9", poll_interval_s=0.1)
+    with pytest.raises(ApplicationError) as err:
+        await Runner()(ProbeActivities(dead).probe_health,
+                       ProbeParams(path="/health", max_latency_ms=1000))
+    assert err.value.type == "Transport" and not err.value.non_retryable
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+async def test_notify_reports_a_dead_webhook_instead_of_raising() -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        good = f"http://127.0.0.1:{server.server_port}/hooks/secret-token"
+        out = await Runner()(NotifyActivities().notify, NotifyParams(
+            run_id="r1", incident_id="1278", level="escalation", recipient="Platform Director",
+            subject="phase 1 over budget", body="escalating",
+            channels=[NotificationChannel(kind="log"),
+                      NotificationChannel(kind="webhook", url=good),
+                      NotificationChannel(kind="webhook", url="http://127.0.0.1:9/dead")]))
+    finally:
+        server.shutdown()
+    assert out.delivered == ["log", f"webhook:http://127.0.0.1:{server.server_port}"]
+    assert len(out.failed) == 1 and out.failed[0].startswith("webhook:http://127.0.0.1:9")
+    assert "secret-token" not in json.dumps(out.model_dump())
+    assert _Hook.received[-1]["subject"] == "phase 1 over budget"

@@ -1,0 +1,59 @@
+"""Settings from the environment; errors name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from activities import build_activities
+from activities.settings import Settings, SettingsError
+from runbook import activity_names
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.backend == "sim"
+    assert s.gcp_endpoint == "http://127.0.0.1:8090"
+    assert s.probe_token == "probe-token"
+    assert s.poll_interval_s == 2.0
+    # The simulator serves the application endpoints at its root.
+    assert s.app_base_url(None) == "http://127.0.0.1:8090"
+    assert s.app_base_url("https://api.example.com/") == "https://api.example.com"
+
+
+def test_reads_every_variable() -> None:
+    s = Settings.from_env({
+        "REMEDIATION_BACKEND": "gcp", "REMEDIATION_GCP_ENDPOINT": "http://127.0.0.1:9",
+        "REMEDIATION_APP_URL": "https://staging.example.com", "REMEDIATION_PROBE_TOKEN": "t0k",
+        "REMEDIATION_POLL_INTERVAL_S": "0.25",
+    })
+    assert (s.backend, s.app_url, s.probe_token, s.poll_interval_s) == (
+        "gcp", "https://staging.example.com", "t0k", 0.25)
+
+
+@pytest.mark.parametrize("var,value", [
+    ("REMEDIATION_BACKEND", "aws"),
+    ("REMEDIATION_POLL_INTERVAL_S", "fast"),
+    ("REMEDIATION_POLL_INTERVAL_S", "0"),
+    ("REMEDIATION_GCP_ENDPOINT", "127.0.0.1:8090"),
+    ("REMEDIATION_APP_URL", "staging.example.com"),
+])
+def test_bad_value_names_the_variable(var: str, value: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({var: value})
+    assert var in str(err.value)
+
+
+def test_gcp_probe_needs_an_app_url() -> None:
+    s = Settings.from_env({"REMEDIATION_BACKEND": "gcp"})
+    with pytest.raises(SettingsError, match="REMEDIATION_APP_URL"):
+        s.app_base_url(None)
+    assert s.app_base_url("https://x.example") == "https://x.example"
+
+
+def test_build_activities_registers_every_name() -> None:
+    from temporalio import activity
+
+    names = sorted(activity._Definition.from_callable(f).name
+                   for f in build_activities(Settings.from_env({})))
+    expected = sorted(v for k, v in vars(activity_names).items() if k.isupper())
+    assert names == expected

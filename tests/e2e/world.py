@@ -1,0 +1,46 @@
+"""The configuration an SRE cares about, extracted from the simulator's whole world.
+
+Output-only fields (etags, generations, timestamps, revision bookkeeping) change with any
+write and with a rollback; these are the settings a rollback must restore exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueSource")) for e in container.get("env", [])}
+
+
+def config(state: dict[str, Any], *, include_connector: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, r in state["run"].items():
+        if "/revisions/" in name:
+            continue
+        t = r["template"]
+        out[name] = {
+            "env": [_env(c) for c in t["containers"]],
+            "limits": [c.get("resources", {}).get("limits") for c in t["containers"]],
+            "scaling": t.get("scaling"), "timeout": t.get("timeout"),
+            "traffic": sorted((x.get("type"), x.get("revision", ""), x.get("percent", 0))
+                              for x in r.get("traffic", [])),
+        }
+    if include_connector:
+        for name, c in state["vpcaccess"].items():
+            out[name] = {k: c.get(k) for k in ("machineType", "minInstances", "maxInstances", "state")}
+    for name, i in state["sqladmin"].items():
+        out[name] = {"tier": i["settings"]["tier"], "state": i.get("state"),
+                     "flags": sorted((f["name"], f["value"]) for f in i["settings"].get("databaseFlags", []))}
+    for name, c in state["compute"].items():
+        if "/healthChecks/" in name:
+            out[name] = {k: c.get(k) for k in ("checkIntervalSec", "timeoutSec",
+                                               "healthyThreshold", "unhealthyThreshold")}
+        elif "/backendServices/" in name:
+            out[name] = {"timeoutSec": c.get("timeoutSec")}
+        elif "/sslCertificates/" in name:
+            out[name] = {"exists": True}
+    for name, p in state["monitoring"].items():
+        if "/alertPolicies/" in name:
+            out[name] = {"displayName": p.get("displayName")}
+    return out
