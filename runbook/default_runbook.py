@@ -227,7 +227,7 @@ def _phase_3(req: RemediationRequest) -> list[StepSpec]:
         params=CertificateParams(project=t.project, certificate=t.certificate,
                                  domains=t.certificate_domains,
                                  wait_active_s=req.budgets.phase_3_s).model_dump(),
-        start_to_close_s=req.budgets.phase_3_s + 300, heartbeat_s=60,
+        start_to_close_s=req.budgets.phase_3_s + 300,
     ))
     return steps
 

@@ -38,7 +38,9 @@ class StepSpec(BaseModel):
     parallel_group: str | None = None
     retry: RetrySpec = Field(default_factory=RetrySpec)
     start_to_close_s: int = 20 * 60
-    heartbeat_s: int | None = 30
+    # Short: cancellation reaches an activity only on a heartbeat (throttled to 0.8x this),
+    # and a dead worker is noticed after this long.
+    heartbeat_s: int | None = 10
 
     @property
     def start_to_close(self) -> timedelta:

@@ -677,7 +677,7 @@ class RemediationWorkflow:
                     step.compensation,
                     CompensationInput(step_id=step.id, params=step.params, outcome=outcome),
                     result_type=StepOutcome, start_to_close_timeout=timedelta(minutes=20),
-                    heartbeat_timeout=timedelta(seconds=30),
+                    heartbeat_timeout=timedelta(seconds=10),
                     retry_policy=_retry_policy(_COMPENSATION_RETRY),
                     activity_id=f"undo-{step.id}", summary=f"Undo {step.id}: {step.summary}")
                 rec.status = StepStatus.COMPENSATED
