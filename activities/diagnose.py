@@ -212,6 +212,12 @@ class DiagnoseActivities:
         problems = []
         if connector["state"] != "READY":
             problems.append(f"connector {conn_name} is {connector['state']}, not READY")
+        for field, wanted in (("machineType", p.connector_machine_type),
+                              ("minInstances", p.connector_min_instances),
+                              ("maxInstances", p.connector_max_instances)):
+            if wanted is not None and connector[field] != wanted:
+                problems.append(f"connector {conn_name} {field} is {connector[field]}, "
+                                f"expected {wanted}")
         if sql.get("state") != "RUNNABLE":
             problems.append(f"Cloud SQL {p.sql_instance} is {sql.get('state')}, not RUNNABLE")
         if rollout(svc) != "ready":

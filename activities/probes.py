@@ -47,7 +47,10 @@ class ProbeActivities:
         self.settings = settings
 
     def _latency(self, measured_ms: int, simulated: Any) -> int:
-        if self.settings.is_sim and simulated is not None:
+        # The slower of what we measured and what the server says it spent. The simulator
+        # compresses time and reports the latency it models in a header; a real service
+        # never sends it, so one code path serves both backends.
+        if simulated is not None:
             try:
                 return max(measured_ms, int(float(simulated)))
             except (TypeError, ValueError):

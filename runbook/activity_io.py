@@ -189,7 +189,10 @@ class VerifyInfrastructureParams(BaseModel):
     connector: str
     sql_instance: str
     service: str
-    max_connector_utilisation: float = 0.70
+    # The size phase 1 asked for: verification fails if the connector is not there yet.
+    connector_machine_type: str | None = None
+    connector_min_instances: int | None = None
+    connector_max_instances: int | None = None
 
 
 # --- phase 2 --------------------------------------------------------------------------

@@ -129,7 +129,11 @@ def _phase_1(req: RemediationRequest) -> list[StepSpec]:
             summary="Verify phase 1: connector READY < 70%, SQL healthy, single revision",
             params=VerifyInfrastructureParams(project=t.project, region=t.region,
                                               connector=t.connector, sql_instance=t.sql_instance,
-                                              service=t.backend_service).model_dump(),
+                                              service=t.backend_service,
+                                              connector_machine_type=d.connector_machine_type,
+                                              connector_min_instances=d.connector_min_instances,
+                                              connector_max_instances=d.connector_max_instances,
+                                              ).model_dump(),
             retry=_PROBE_RETRY,
         ),
     ]

@@ -54,3 +54,19 @@ async def time_skipping_env():
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_server_env():
+    """The real Temporal dev server (real time), for behaviour only a real server has,
+    such as moving a dead worker's sticky tasks back to the shared task queue."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=server_binary("temporal"),
+        search_attributes=sa.ALL,
+        data_converter=pydantic_data_converter,
+        ui=False,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()

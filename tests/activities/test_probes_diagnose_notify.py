@@ -70,6 +70,15 @@ async def test_verify_fails_on_the_broken_world_naming_the_problem(sim, clients,
     assert len(err.value.details[0]["service"]["serving"]) == 2
 
 
+async def test_verify_names_a_connector_short_of_the_desired_size(sim, clients, runner) -> None:
+    wanted = VERIFY.model_copy(update={"connector_machine_type": "e2-standard-4",
+                                       "connector_max_instances": 10})
+    with pytest.raises(ApplicationError) as err:
+        await runner(DiagnoseActivities(clients).verify_infrastructure, wanted)
+    assert "machineType is e2-micro, expected e2-standard-4" in err.value.message
+    assert "maxInstances is 3, expected 10" in err.value.message
+
+
 async def test_probes_see_503s_before_and_none_after_the_remediation(sim, settings) -> None:
     probes = ProbeActivities(settings)
     # The default world: health checks time out and requests get 503.
