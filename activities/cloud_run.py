@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities import errors
 from activities.clients import GAPIC_TIMEOUT_S, GcpClients
 from activities.mutation import Mutation
+from activities.redaction import redact_template, unredact_template
 from activities.operations import Operations, poll
 from runbook import activity_names
 from runbook.activity_io import (
@@ -77,7 +78,8 @@ def traffic_of(svc: dict[str, Any]) -> list[dict[str, Any]]:
 def record(svc: dict[str, Any]) -> dict[str, Any]:
     """What restore_service needs (template, traffic) plus which revisions were live."""
     return {
-        "template": template_of(svc),
+        # Credential-like env values only as fingerprints: this record enters history.
+        "template": redact_template(template_of(svc)),
         "traffic": traffic_of(svc),
         "latestReadyRevision": short(svc.get("latestReadyRevision", "")),
         "latestCreatedRevision": short(svc.get("latestCreatedRevision", "")),
@@ -218,14 +220,18 @@ class CloudRunActivities:
     async def _restore(self, m: Mutation, name: str, rec: dict[str, Any]) -> tuple[bool, dict]:
         """Put ``rec``'s template and traffic back; (changed, service after)."""
         svc = await self._settle(m, name)
-        if template_of(svc) == rec["template"] and traffic_of(svc) == rec["traffic"] \
+        current = redact_template(template_of(svc))
+        if current == rec["template"] and traffic_of(svc) == rec["traffic"] \
                 and rollout(svc) == "ready":
             return False, svc
         if m.checkpoint is None:
             m.begin(record(svc))
         # Traffic pinned to named revisions is restored in the same update as the
         # template, so the service never serves a mix of old and new.
-        template = rec["template"] if template_of(svc) != rec["template"] else None
+        template = None
+        if current != rec["template"]:
+            template = unredact_template(rec["template"],
+                                         [template_of(svc), *await self._revisions_of(name, rec)])
         err = await self._apply(m, name, template, rec["traffic"])
         svc = await self._settle(m, name)
         if err is not None or rollout(svc) != "ready":
@@ -234,6 +240,18 @@ class CloudRunActivities:
                 f"{_failure_message(svc)}", errors.OPERATION_FAILED, m.dump(),
                 non_retryable=False)
         return True, svc
+
+    async def _revisions_of(self, name: str, rec: dict[str, Any]) -> list[dict[str, Any]]:
+        """The recorded revisions (immutable: they keep the values a record leaves out)."""
+        found = []
+        for rev in {rec.get("latestReadyRevision"), rec.get("latestCreatedRevision")} - {"", None}:
+            try:
+                found.append(await asyncio.to_thread(
+                    lambda r=rev: to_json(self.clients.run_revisions().get_revision(
+                        name=f"{name}/revisions/{r}", retry=None, timeout=GAPIC_TIMEOUT_S))))
+            except gexc.NotFound:
+                continue  # deleted: the live template may still hold the value
+        return found
 
     # -- activities ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from googleapiclient.errors import HttpError
 from google.api_core import exceptions as gexc
 from temporalio import activity
 
+from activities.redaction import redact_env
 from activities import errors
 from activities.clients import GcpClients, execute
 from activities.cloud_run import (
@@ -110,7 +111,7 @@ class DiagnoseActivities:
                                   else short(t.get("revision", "")),
                                   percent=int(t.get("percent", 0)))
                      for t in svc.get("traffic", [])],
-            env=view["env"], cpu=view["cpu"], memory=view["memory"],
+            env=redact_env(view["env"]), cpu=view["cpu"], memory=view["memory"],
             min_instances=view["min_instances"], max_instances=view["max_instances"],
             timeout_s=view["timeout_s"],
         )

@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runbook.activity_io import NotificationChannel
+from runbook.credentials import looks_like_credential
 
 CONNECTOR_MACHINE_TYPES = ("e2-micro", "f1-micro", "e2-standard-4")
 CLOUD_RUN_CPUS = ("1", "2", "4", "8")
@@ -136,6 +137,17 @@ class DesiredState(_Strict):
     health_check_healthy_threshold: Annotated[int, Field(ge=1, le=10)] = 2
     health_check_unhealthy_threshold: Annotated[int, Field(ge=1, le=10)] = 5
     backend_service_timeout_s: Annotated[int, Field(ge=1, le=2147483647)] = 600
+
+    @field_validator("incident_env", "backend_env")
+    @classmethod
+    def _no_credentials(cls, v: dict[str, str]) -> dict[str, str]:
+        named = sorted(k for k in v if looks_like_credential(k))
+        if named:
+            raise ValueError(
+                f"{', '.join(named)} look(s) like credentials: a request is recorded in "
+                "workflow history, so reference a Secret Manager secret in the service "
+                "instead of passing a value here")
+        return v
 
     @field_validator("connector_machine_type")
     @classmethod

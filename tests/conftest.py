@@ -70,3 +70,16 @@ async def dev_server_env():
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def no_secret_in_any_history():
+    """After each test, scan the history of every run it started for secret values."""
+    from tests.history_scan import secrets_in
+    from tests.workflow.harness import STARTED_RUNS
+
+    first = len(STARTED_RUNS)
+    yield
+    for handle in STARTED_RUNS[first:]:
+        found = secrets_in(await handle.fetch_history())
+        assert not found, f"secret value(s) {found} in the history of {handle.id}"

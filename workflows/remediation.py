@@ -97,10 +97,15 @@ def _retry_policy(spec: RetrySpec) -> RetryPolicy:
 
 
 def _error_text(err: BaseException) -> str:
-    """The most specific message of an activity failure chain."""
-    cause = err
-    while getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[assignment]
+    """The typed error an activity raised (its ApplicationError, not the library
+    exception kept as its cause), else the innermost cause."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = getattr(cause, "cause", None)
+    if cause is None:
+        cause = err
+        while getattr(cause, "cause", None) is not None:
+            cause = cause.cause  # type: ignore[assignment]
     kind = getattr(cause, "type", None) or type(cause).__name__
     return f"{kind}: {cause}" if str(cause) else kind
 
@@ -213,6 +218,8 @@ class RemediationWorkflow:
             self._finish(RunState.FAILED, str(refused))
             raise ApplicationError(str(refused), *refused.details, type=refused.type,
                                    non_retryable=True) from None
+        except _PhaseFailed as failed:
+            await self._rollback(RunState.ROLLED_BACK, str(failed))
         except Exception as err:  # noqa: BLE001 - any failure must still roll back
             await self._stop_phase_task()
             await self._rollback(RunState.ROLLED_BACK, f"failed: {_error_text(err)}")

@@ -15,8 +15,7 @@ from gcpsim.launcher import start_simulator
 from temporalio.worker import Worker
 from worker import WORKFLOWS
 
-# A distinctive value: the secret-scan test proves it never reaches history.
-PROBE_TOKEN = "e2e-probe-token-7c41d9"
+from tests.history_scan import PROBE_TOKEN
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,16 @@ async def worker_for(env: WorkflowEnvironment, cloud: FakeCloud, task_queue: str
         yield
 
 
+# Every run the suite starts; tests/conftest.py scans each one's history for secrets.
+STARTED_RUNS: list[WorkflowHandle] = []
+
+
 async def start(env: WorkflowEnvironment, request: Any, task_queue: str) -> WorkflowHandle:
-    return await env.client.start_workflow(
+    handle = await env.client.start_workflow(
         WORKFLOW_TYPE, request, id=f"wf-{uuid.uuid4().hex[:10]}", task_queue=task_queue,
         static_summary="test run", result_type=RemediationReport)
+    STARTED_RUNS.append(handle)
+    return handle
 
 
 def new_queue() -> str:

@@ -1,0 +1,157 @@
+"""Audit built from exported histories of real runs (devstack + worker + simulator).
+
+The fixtures were exported with `temporal workflow show -w ID --output json` after runs
+driven by this CLI: a full success (alice approved phase 1 with the plan digest, bob the
+rest), a rejection at phase 2 (dave), and a signal approval (erin) followed by an abort
+(frank).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from cli.audit import build_audit, history_from_file
+from cli.audit_render import to_html, to_json, to_markdown
+from cli.payloads import decode
+from temporalio.api.common.v1 import Payload
+
+from conftest import FIXTURES
+
+
+def audit_of(name: str):
+    return build_audit(history_from_file(str(FIXTURES / f"{name}.history.json")), source="fixture")
+
+
+@pytest.fixture(scope="module")
+def happy():
+    return audit_of("happy_path")
+
+
+def test_started_by_request_and_outcome(happy):
+    assert happy.workflow_id.startswith("remediation-1278-")
+    assert happy.workflow_type == "RemediationWorkflow"
+    assert happy.started_by.startswith("runbook-cli:")
+    assert happy.requested_by == "carol"
+    assert happy.request["soak"] == {"window_s": 120, "sample_every_s": 60}
+    assert happy.outcome == "SUCCEEDED"
+    assert happy.report is not None and happy.report.outcome.value == "SUCCEEDED"
+
+
+def test_plan_is_rebuilt_and_matches_the_reported_digest(happy):
+    assert happy.plan is not None
+    assert happy.plan.digest == happy.report.plan_digest
+    assert "WARNING" not in happy.plan_note
+    irreversible = {c.step_id for c in happy.plan.changes if not c.reversible}
+    assert {"scale-connector", "delete-old-revisions"} <= irreversible
+
+
+def test_every_approval_with_who_when_comment_digest(happy):
+    approvals = [d for d in happy.decisions if d.action == "approve"]
+    assert [d.gate for d in approvals] == ["phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions"]
+    assert approvals[0].actor == "alice" and approvals[0].plan_digest == happy.plan.digest
+    assert {d.actor for d in approvals[1:]} == {"bob"}
+    assert all(d.via == "update" and d.identity.startswith("runbook-cli:") for d in approvals)
+    assert all("gate APPROVED" in d.result for d in approvals)
+    assert approvals[1].comment == "ok phase-2"
+
+
+def test_activities_have_summary_attempts_duration_outcome(happy):
+    mutating = [a for a in happy.activities if a.activity_type == "scale_connector"]
+    assert mutating and mutating[0].summary.startswith("Scale connector staging-connector")
+    assert all(a.outcome == "completed" and a.attempts >= 1 and a.duration_s is not None
+               for a in happy.activities)
+    assert any(a.activity_type == "sample_error_rate" for a in happy.activities)
+
+
+def test_budgets_changes_notifications_timers(happy):
+    assert [p.number for p in happy.phases] == [1, 2, 3, 4]
+    assert all(p.budget_s == 3600 and p.actual_s is not None and p.breached is False for p in happy.phases)
+    applied = {c.step_id for c in happy.changes_applied}
+    assert {"scale-connector", "expand-sql", "configure-backend", "delete-old-revisions"} <= applied
+    assert happy.changes_source == "the run's final report"
+    assert any(n.level == "outcome" for n in happy.notifications)
+    assert any(t.outcome == "fired" and "soak" in t.summary for t in happy.timers)
+
+
+def test_timeline_is_chronological_and_complete(happy):
+    times = [e.at for e in happy.timeline]
+    assert times == sorted(times)
+    kinds = {e.kind for e in happy.timeline}
+    assert {"start", "approve", "activity", "timer", "state", "end"} <= kinds
+
+
+def test_rejection_is_recorded_with_reason():
+    a = audit_of("rejected")
+    reject = [d for d in a.decisions if d.action == "reject"]
+    assert len(reject) == 1
+    assert reject[0].actor == "dave" and reject[0].comment == "connector metrics look wrong"
+    assert a.outcome == "REJECTED"
+
+
+def test_signal_approval_and_abort():
+    a = audit_of("aborted")
+    approve, abort = [d for d in a.decisions if d.action in ("approve", "abort")]
+    assert approve.via == "signal" and approve.actor == "erin"
+    assert approve.result == "applied (in the run's approvals)"
+    assert abort.actor == "frank" and abort.comment == "drill over"
+    assert a.outcome == "ABORTED"
+
+
+def test_markdown_names_every_approver_and_change(happy):
+    md = to_markdown(happy)
+    for name in ("alice", "bob", "carol"):
+        assert name in md
+    for change in happy.changes_applied:
+        assert change.step_id in md
+    assert "## Phases: budget vs actual" in md
+    assert "machineType: e2-micro → e2-standard-4" in md
+    # Every table row has as many cells as its header: pipes inside values are escaped.
+    for block in md.split("\n\n"):
+        rows = [r for r in block.splitlines() if r.startswith("|")]
+        if rows:
+            widths = {len(re.findall(r"(?<!\\)\|", r)) for r in rows}
+            assert len(widths) == 1, block[:200]
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.external: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for k, v in attrs:
+            if k in ("src", "href") and v and not v.startswith("#"):
+                self.external.append(v)
+
+
+def test_html_is_self_contained_and_escaped(happy):
+    happy.request["note"] = "<script>alert(1)</script>"
+    page = to_html(happy)
+    parser = _Assets()
+    parser.feed(page)
+    assert parser.external == []
+    assert "script" not in parser.tags
+    assert "&lt;script&gt;" in page
+    assert "<style>" in page and "alice" in page
+
+
+def test_json_round_trips(happy):
+    data = json.loads(to_json(happy))
+    assert data["outcome"] == "SUCCEEDED"
+    assert len(data["decisions"]) == 5
+
+
+def test_payload_decoding():
+    p = Payload(metadata={"encoding": b"json/plain"}, data=b'{"gate": "phase-1"}')
+    assert decode(p) == {"gate": "phase-1"}
+    assert decode(Payload(metadata={"encoding": b"binary/null"})) is None
+    raw = decode(Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01"))
+    assert raw == {"binary_base64": base64.b64encode(b"\x00\x01").decode()}
+    assert "payload, 3 bytes" in decode(Payload(metadata={"encoding": b"binary/encrypted"}, data=b"abc"))

@@ -1,0 +1,59 @@
+"""Every error says what to do next, and exits non-zero (no server needed)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.main import get_command
+
+from cli.main import app
+
+
+def test_console_script_target_is_the_typer_app():
+    # pyproject: runbook = "cli.main:app"
+    names = set(get_command(app).commands)
+    assert {"start", "plan", "status", "approve", "reject", "abort", "list", "audit"} <= names
+
+
+def test_server_unreachable_says_how_to_start_it(offline_cli):
+    r = offline_cli("status", "remediation-1278-abc123")
+    assert r.code == 1
+    assert "cannot reach the Temporal server" in r.err and "connection refused" in r.err
+    assert "python -m devstack up" in r.err and "TEMPORAL_ADDRESS" in r.err
+    assert "Traceback" not in r.text
+
+
+def test_invalid_request_is_refused_before_connecting(offline_cli):
+    r = offline_cli("start", "--set", "desired.connector_max_instances=30", "--set", "desired.sql_tier=db-g1-standard-2")
+    assert r.code == 1
+    assert "desired.connector_max_instances" in r.err and "desired.sql_tier" in r.err
+    assert "cannot reach" not in r.err
+
+
+def test_audit_needs_an_id_or_a_file(offline_cli, tmp_path):
+    r = offline_cli("audit")
+    assert r.code == 1 and "give a run id or --history-file" in r.err
+    r = offline_cli("audit", "--history-file", str(tmp_path / "missing.json"))
+    assert r.code == 1 and "temporal workflow show -w ID --output json" in r.err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"events": [{"eventType": "NOT_AN_EVENT"}]}))
+    r = offline_cli("audit", "--history-file", str(bad))
+    assert r.code == 1 and "not a Temporal history export" in r.err
+    r = offline_cli("audit", "x", "--format", "pdf")
+    assert r.code == 1 and "markdown, json or html" in r.err
+
+
+def test_unknown_state_is_named(offline_cli):
+    r = offline_cli("list", "--state", "DONE")
+    assert r.code == 1 and "AWAITING_APPROVAL" in r.err
+
+
+def test_audit_from_file_offline_writes_html(offline_cli, tmp_path):
+    from conftest import FIXTURES
+
+    out = tmp_path / "audit.html"
+    r = offline_cli("audit", "--history-file", str(FIXTURES / "rejected.history.json"),
+                    "--format", "html", "--output", str(out))
+    assert r.code == 0, r.text
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "dave" in page and "REJECTED" in page

@@ -1,0 +1,76 @@
+"""Building and validating the request locally, before anything reaches Temporal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.client import CliError
+from cli.request_input import build_request
+
+
+def test_flags_override_file_and_set_paths(tmp_path):
+    f = tmp_path / "req.json"
+    f.write_text(json.dumps({"incident_id": "FROM-FILE", "targets": {"region": "europe-west1"}}))
+    req = build_request(request_file=f, incident="1278", requested_by="carol", project="p1",
+                        sets=["soak.window_s=120", "approval.default.approvers=[\"alice\",\"bob\"]",
+                              "targets.connector=my-conn"])
+    assert req["incident_id"] == "1278"
+    assert req["requested_by"] == "carol"
+    assert req["targets"] == {"region": "europe-west1", "project": "p1", "connector": "my-conn"}
+    assert req["soak"] == {"window_s": 120}
+    assert req["approval"]["default"]["approvers"] == ["alice", "bob"]
+
+
+def test_requester_defaults_to_login_so_two_person_rule_has_a_name():
+    assert build_request()["requested_by"]
+
+
+def test_every_bad_field_is_named():
+    with pytest.raises(CliError) as exc:
+        build_request(incident="bad id!", sets=["desired.sql_tier=db-g1-standard-2",
+                                                "desired.connector_max_instances=30"])
+    msg = exc.value.message
+    assert "incident_id" in msg
+    assert "desired.sql_tier" in msg and "not a Cloud SQL tier" in msg
+    assert "desired.connector_max_instances" in msg
+    assert "fix the named field" in exc.value.hint
+
+
+def test_cross_field_rule_is_explained():
+    # The seed's 90 s timeout with a 30 s interval: Google Cloud refuses it.
+    with pytest.raises(CliError) as exc:
+        build_request(sets=["desired.health_check_timeout_s=90"])
+    assert "desired" in exc.value.message
+    assert "health_check_timeout_s may not exceed health_check_interval_s (90 > 30)" in exc.value.message
+
+
+def test_unknown_field_is_refused():
+    with pytest.raises(CliError) as exc:
+        build_request(sets=["soak.windw_s=10"])
+    assert "soak.windw_s" in exc.value.message
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "must hold a JSON object"),
+])
+def test_bad_request_file(tmp_path, content, expected):
+    f = tmp_path / "req.json"
+    f.write_text(content)
+    with pytest.raises(CliError) as exc:
+        build_request(request_file=f)
+    assert expected in exc.value.message
+
+
+def test_missing_request_file(tmp_path):
+    with pytest.raises(CliError) as exc:
+        build_request(request_file=tmp_path / "nope.json")
+    assert "does not exist" in exc.value.message
+
+
+def test_set_needs_key_value():
+    with pytest.raises(CliError) as exc:
+        build_request(sets=["soak.window_s"])
+    assert "KEY=VALUE" in exc.value.message

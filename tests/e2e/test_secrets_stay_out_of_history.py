@@ -1,0 +1,63 @@
+"""Credentials never enter workflow history, yet a rollback restores them exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from temporalio.client import WorkflowHistory
+
+from runbook.status import RunState
+from tests.e2e.conftest import admin, queue, real_worker
+from tests.history_scan import CANARY, PROBE_TOKEN, secrets_in
+from tests.workflow.harness import HISTORIES, approve_when_pending, start, status
+
+BACKEND = "projects/netra-staging/locations/us-central1/services/netra-backend-staging"
+
+
+def _env(state: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in
+            state["run"][BACKEND]["template"]["containers"][0]["env"] if "value" in e}
+
+
+async def test_plaintext_credential_env_var_is_fingerprinted_and_restored(time_skipping_env, fresh_sim):
+    env, sim, tq = time_skipping_env, fresh_sim, queue()
+    # A service that (badly) keeps a credential in a literal env var.
+    world = await admin(sim, "GET", "/_sim/state")
+    world["run"][BACKEND]["template"]["containers"][0]["env"].append(
+        {"name": "SMTP_PASSWORD", "value": CANARY})
+    await admin(sim, "POST", "/_sim/reset", world)
+    # Phase 2 fails on its load-balancer group, after the backend was reconfigured.
+    await admin(sim, "POST", "/_sim/faults", {"api": "compute", "method": "PATCH",
+                                              "resource": "staging-auth-health-check",
+                                              "kind": "http", "status": 403})
+    async with real_worker(env, sim, tq):
+        handle = await start(env, {"soak": {"window_s": 60}}, tq)
+        await approve_when_pending(env, handle, "phase-1")
+        await approve_when_pending(env, handle, "phase-2")
+        report = await handle.result()
+        st = await status(handle)
+    assert report.outcome == RunState.ROLLED_BACK, report.reason
+    assert "PermissionDenied" in report.reason
+    # Undone through three template restores, the credential is back, byte for byte...
+    assert [e.step_id for e in st.rollback_log if e.action == "compensated"] == [
+        "backend-timeout-staging-auth-service", "backend-timeout-staging-backend-service",
+        # refused after its checkpoint: undone conservatively (a no-op restore)
+        "health-check-staging-auth-health-check",
+        "health-check-staging-backend-health-check", "configure-backend", "route-traffic",
+        "deploy-incident-env", "expand-sql"]
+    assert _env(await admin(sim, "GET", "/_sim/state"))["SMTP_PASSWORD"] == CANARY
+    # ...and the history holds only its fingerprint.
+    history = await handle.fetch_history()
+    assert secrets_in(history) == []
+    configure = next(s for s in st.steps if s.id == "configure-backend")
+    env_before = {e["name"]: e.get("value") for e in
+                  configure.before["template"]["containers"][0]["env"] if "value" in e}
+    assert env_before["SMTP_PASSWORD"].startswith("redacted:sha256:")
+    assert env_before["DATABASE_POOL_SIZE"] == "10"  # ordinary config stays readable
+
+
+def test_saved_histories_hold_no_secret_values():
+    for path in sorted(Path(HISTORIES).glob("*.json")):
+        history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+        assert secrets_in(history, (PROBE_TOKEN, CANARY, "probe-token")) == [], path.name
