@@ -305,8 +305,8 @@ class RemediationWorkflow:
     async def _await_gate(self, spec: GateSpec, chain: list[str], phase: int | None) -> bool:
         """Wait for a gate's decision with reminder, escalation and timeout on timers.
 
-        Returns True when approved. Rejection, abort and timeout raise ``_Stop`` unless
-        ``soft`` handling is done by the caller (the cleanup gate)."""
+        Returns True when approved; rejection, abort and timeout raise ``_Stop`` (the
+        cleanup gate's caller turns a rejection or timeout into a skip)."""
         g = self._gates[spec.id]
         now = workflow.now()
         g.status, g.opened_at = "OPEN", now
