@@ -60,3 +60,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Skip interpreter finalisation: the SDK's Rust runtime can abort it after a clean
+    # shutdown (temporalio/sdk-python#300), turning a graceful stop into exit 134.
+    logging.shutdown()
+    os._exit(0)

@@ -53,6 +53,7 @@ class StepRecord(BaseModel):
     finished_at: datetime | None = None
     duration_s: float | None = None
     changed: bool | None = None
+    resource: str = ""
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
     detail: str = ""

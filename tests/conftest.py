@@ -6,6 +6,7 @@ by the PyPI packages sit next to the interpreter.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -83,3 +84,20 @@ async def no_secret_in_any_history():
     for handle in STARTED_RUNS[first:]:
         found = secrets_in(await handle.fetch_history())
         assert not found, f"secret value(s) {found} in the history of {handle.id}"
+
+
+# The Temporal client's Rust runtime can abort CPython's finalisation after every test
+# passed ("Fatal Python error: PyGILState_Release", exit 134; temporalio/sdk-python#300).
+# Once pytest has reported, leave with its exit status and skip the finalisation.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config):
+    if _exit_status and not hasattr(config, "workerinput"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])

@@ -561,7 +561,7 @@ class RemediationWorkflow:
             checkpoint = _checkpoint(err)
             if checkpoint is not None and entry_index is not None:
                 # The step issued its mutation before failing: record what it replaced.
-                rec.changed, rec.before = True, checkpoint.before
+                rec.changed, rec.before, rec.resource = True, checkpoint.before, checkpoint.resource
                 self._applied[entry_index] = (step, rec, StepOutcome(
                     changed=True, resource=checkpoint.resource, before=checkpoint.before,
                     detail="failed after issuing its change"))
@@ -570,6 +570,7 @@ class RemediationWorkflow:
         rec.status = StepStatus.SUCCEEDED
         rec.attempts, rec.changed = outcome.attempt, outcome.changed
         rec.before, rec.after, rec.detail = outcome.before, outcome.after, outcome.detail
+        rec.resource = outcome.resource
         if entry_index is not None:
             self._applied[entry_index] = (step, rec, outcome)
         self._end_step(rec)

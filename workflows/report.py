@@ -13,9 +13,8 @@ from runbook.status import (
 
 
 def _change(rec: StepRecord) -> ChangeRecord:
-    resource = rec.after.get("resource") or rec.before.get("resource") or ""
-    return ChangeRecord(step_id=rec.id, resource=str(resource) or rec.summary,
-                        summary=rec.summary, before=rec.before, after=rec.after)
+    return ChangeRecord(step_id=rec.id, resource=rec.resource, summary=rec.summary,
+                        before=rec.before, after=rec.after)
 
 
 def build_report(s: RunStatus, *, revisions_left: list[str] | None = None) -> RemediationReport:

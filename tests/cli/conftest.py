@@ -71,3 +71,9 @@ def cli(stack) -> Cli:
 def offline_cli() -> Cli:
     """A CLI pointed at a port where nothing listens."""
     return Cli(f"127.0.0.1:{free_port()}")
+
+
+@pytest.fixture
+def cli_for():
+    """Make a CLI for any address (a server the test started itself)."""
+    return Cli

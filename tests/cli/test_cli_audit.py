@@ -12,15 +12,17 @@ import base64
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
+from temporalio.api.common.v1 import Payload
 
 from cli.audit import build_audit, history_from_file
 from cli.audit_render import to_html, to_json, to_markdown
 from cli.payloads import decode
-from temporalio.api.common.v1 import Payload
 
-from conftest import FIXTURES
+# Not imported from conftest: several test directories have one, and the name is ambiguous.
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def audit_of(name: str):

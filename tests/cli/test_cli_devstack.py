@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from conftest import REPO
 from devstack.health import free_port, port_open
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _alive(pid: int) -> bool:

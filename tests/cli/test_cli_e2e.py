@@ -10,11 +10,13 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from devstack.stack import find_temporal
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Short real-time settings: soak 30 s sampled every 10 s, quick gate reminders.
 REQUEST = {
@@ -173,6 +175,15 @@ def test_reject_and_abort_end_the_run(cli, request_file):
     assert "dave" in md and "wrong project" in md
     md = cli("audit", aborted).out
     assert "frank" in md and "drill over" in md
+
+
+def test_plan_with_preflight_problems_exits_non_zero(cli):
+    # A well-formed tier the project does not offer: only the live preflight can tell.
+    r = cli("plan", "--set", "desired.sql_tier=db-custom-2-4096")
+    assert r.code == 1, r.text
+    assert "Preflight problems (1)" in r.out and "desired.sql_tier" in r.out
+    assert "not offered" in r.out
+    assert "runbook plan" in r.err  # what to do next
 
 
 def test_live_errors_name_the_next_step(cli):

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+from pathlib import Path
 
 from typer.main import get_command
 
 from cli.main import app
+from devstack.health import free_port, port_open
+from devstack.stack import find_temporal
 
 
 def test_console_script_target_is_the_typer_app():
@@ -49,11 +54,41 @@ def test_unknown_state_is_named(offline_cli):
 
 
 def test_audit_from_file_offline_writes_html(offline_cli, tmp_path):
-    from conftest import FIXTURES
-
+    fixtures = Path(__file__).parent / "fixtures"
     out = tmp_path / "audit.html"
-    r = offline_cli("audit", "--history-file", str(FIXTURES / "rejected.history.json"),
+    r = offline_cli("audit", "--history-file", str(fixtures / "rejected.history.json"),
                     "--format", "html", "--output", str(out))
     assert r.code == 0, r.text
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and "dave" in page and "REJECTED" in page
+
+
+def test_unregistered_search_attributes_say_how_to_register(tmp_path, cli_for):
+    """A server without the runbook's search attributes (e.g. a fresh team cluster)."""
+    port = free_port()
+    server = subprocess.Popen([find_temporal(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+                               "--port", str(port), "--db-filename", str(tmp_path / "t.db")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.2)
+        cli = cli_for(f"127.0.0.1:{port}")
+        for args in (["start"], ["list", "--state", "RUNNING"]):
+            for _ in range(20):  # the frontend can answer before the namespace exists
+                r = cli(*args)
+                if "search attribute" in r.err:
+                    break
+                time.sleep(0.5)
+            assert r.code == 1, r.text
+            assert "does not know the runbook's search attributes" in r.err
+            assert "temporal operator search-attribute create" in r.err
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_empty_approver_is_named_before_connecting(offline_cli):
+    r = offline_cli("approve", "remediation-1278-abc123", "--gate", "phase-1", "--approver", "")
+    assert r.code == 1 and "--approver" in r.err and "cannot reach" not in r.err

@@ -1,0 +1,254 @@
+"""What each command does against Temporal; returns models, leaves printing to main/render."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, AsyncIterator
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from cli.client import (
+    WORKER_HINT,
+    CliError,
+    Settings,
+    connect,
+    live_pollers,
+    require_worker,
+    translate_rpc,
+)
+from runbook import messages as m
+from runbook.plan import Plan
+from runbook.status import RemediationReport, RunState, RunStatus
+
+KEY_INCIDENT = SearchAttributeKey.for_keyword(m.SA_INCIDENT)
+KEY_PHASE = SearchAttributeKey.for_int(m.SA_PHASE)
+KEY_STATE = SearchAttributeKey.for_keyword(m.SA_STATE)
+
+
+@asynccontextmanager
+async def rpc_errors(settings: Settings, workflow_id: str | None = None) -> AsyncIterator[None]:
+    try:
+        yield
+    except RPCError as err:
+        raise translate_rpc(err, settings, workflow_id) from err
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost human message of a Temporal failure chain."""
+    while getattr(err, "cause", None) is not None:
+        err = err.cause  # type: ignore[assignment]
+    return getattr(err, "message", None) or str(err)
+
+
+# --- start / plan ---------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    workflow_id: str
+    run_id: str | None
+    worker_seen: bool
+
+
+def new_workflow_id(incident: str, prefix: str = "remediation") -> str:
+    # Short and unique: the incident is readable in lists, the suffix allows re-runs.
+    return f"{prefix}-{incident}-{secrets.token_hex(3)}"
+
+
+async def start_run(settings: Settings, request: dict[str, Any]) -> Started:
+    client = await connect(settings)
+    incident = str(request.get("incident_id", "1278"))
+    wid = new_workflow_id(incident)
+    requester = request.get("requested_by") or "unknown"
+    async with rpc_errors(settings):
+        handle = await client.start_workflow(
+            m.WORKFLOW_TYPE, request, id=wid, task_queue=settings.task_queue,
+            # Indexed at once, so `runbook list --incident` finds the run before its first task.
+            search_attributes=TypedSearchAttributes([SearchAttributePair(KEY_INCIDENT, incident)]),
+            static_summary=f"Remediation of incident {incident}, requested by {requester}",
+            static_details=(f"Started with `runbook start` for incident **{incident}** by "
+                            f"**{requester}**. Approve gates with `runbook approve {wid} --gate "
+                            "phase-1 --approver <you>` or the `approve` signal."),
+        )
+    try:
+        worker_seen = True
+        await require_worker(client, settings)
+    except CliError:
+        worker_seen = False
+    return Started(workflow_id=wid, run_id=handle.first_execution_run_id, worker_seen=worker_seen)
+
+
+async def run_plan(settings: Settings, request: dict[str, Any], timeout_s: float) -> Plan:
+    client = await connect(settings)
+    await require_worker(client, settings)
+    incident = str(request.get("incident_id", "1278"))
+    wid = new_workflow_id(incident, prefix="plan")
+    try:
+        async with rpc_errors(settings):
+            return await client.execute_workflow(
+                m.PLAN_WORKFLOW_TYPE, request, id=wid, task_queue=settings.task_queue,
+                result_type=Plan, execution_timeout=timedelta(seconds=timeout_s),
+                static_summary=f"Plan (read-only diagnosis) for incident {incident}",
+            )
+    except WorkflowFailureError as err:
+        raise CliError(f"the plan could not be built: {_cause(err)}",
+                       f"see the failed run in the UI: {settings.workflow_url(wid)}") from err
+
+
+# --- looking at a run -----------------------------------------------------------------
+
+
+@dataclass
+class StatusView:
+    workflow_id: str
+    description: WorkflowExecutionDescription
+    status: RunStatus | None = None
+    report: RemediationReport | None = None
+    failure: str | None = None  # how the execution ended when it did not return a report
+
+    @property
+    def running(self) -> bool:
+        return self.description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def _describe(client: Client, settings: Settings, wid: str) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
+    handle = client.get_workflow_handle(wid)
+    async with rpc_errors(settings, wid):
+        return handle, await handle.describe()
+
+
+async def get_status(settings: Settings, wid: str, client: Client | None = None) -> StatusView:
+    client = client or await connect(settings)
+    handle, desc = await _describe(client, settings, wid)
+    view = StatusView(workflow_id=wid, description=desc)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        # A closed run's report is in history: no worker needed to read it.
+        try:
+            view.report = await handle.result(result_type=RemediationReport, follow_runs=False)
+        except WorkflowFailureError as err:
+            view.failure = _cause(err)
+        except Exception as err:  # result of another shape, or terminated/cancelled
+            view.failure = str(err)
+    # Queries are answered by a worker (closed runs by replay). Without one a query only
+    # times out, so check first: a closed run still has its report, a running one does not.
+    try:
+        worker_up = bool(await live_pollers(client, settings.namespace, settings.task_queue))
+    except RPCError:
+        worker_up = True  # cannot tell: let the query decide
+    if not worker_up:
+        if not view.running:
+            return view
+        sa = desc.typed_search_attributes
+        raise CliError(f"run {wid} is RUNNING (last recorded state {sa.get(KEY_STATE) or '?'}, "
+                       f"phase {sa.get(KEY_PHASE) or '-'}), but no worker is polling task queue "
+                       f"{settings.task_queue!r}, so its live status cannot be read", WORKER_HINT)
+    try:
+        view.status = await handle.query(m.QUERY_STATUS, result_type=RunStatus,
+                                         rpc_timeout=timedelta(seconds=10))
+    except (WorkflowQueryFailedError, RPCError) as err:
+        if view.running and view.report is None:
+            raise CliError(f"run {wid} did not answer the status query ({_cause(err)})",
+                           WORKER_HINT) from err
+        # Closed and no worker to replay it: the report (or failure) is what we show.
+    return view
+
+
+async def list_runs(settings: Settings, incident: str | None, state: str | None,
+                    limit: int) -> list[dict[str, Any]]:
+    clauses = [f"WorkflowType = '{m.WORKFLOW_TYPE}'"]
+    if incident:
+        clauses.append(f"{m.SA_INCIDENT} = '{_quote(incident)}'")
+    if state:
+        valid = {s.value for s in RunState}
+        if state.upper() not in valid:
+            raise CliError(f"unknown state {state!r}", f"use one of {', '.join(sorted(valid))}")
+        clauses.append(f"{m.SA_STATE} = '{state.upper()}'")
+    query = " AND ".join(clauses)
+    client = await connect(settings)
+    rows = []
+    async with rpc_errors(settings):
+        async for wf in client.list_workflows(query, limit=limit):
+            sa = wf.typed_search_attributes
+            rows.append({
+                "workflow_id": wf.id, "run_id": wf.run_id,
+                "execution": wf.status.name if wf.status else "",
+                "incident": sa.get(KEY_INCIDENT), "state": sa.get(KEY_STATE),
+                "phase": sa.get(KEY_PHASE), "started": wf.start_time, "closed": wf.close_time,
+            })
+    return rows
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+async def fetch_history(settings: Settings, wid: str) -> WorkflowHistory:
+    client = await connect(settings)
+    handle, _ = await _describe(client, settings, wid)
+    async with rpc_errors(settings, wid):
+        return await handle.fetch_history()
+
+
+# --- acting on a run ------------------------------------------------------------------
+
+
+async def _running_handle(settings: Settings, wid: str, what: str) -> tuple[Client, WorkflowHandle]:
+    client = await connect(settings)
+    handle, desc = await _describe(client, settings, wid)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        status = desc.status.name if desc.status else "closed"
+        raise CliError(f"run {wid} is {status}: there is nothing to {what}",
+                       f"see what happened with `runbook status {wid}` or `runbook audit {wid}`")
+    return client, handle
+
+
+async def _gate_hint(settings: Settings, client: Client, wid: str) -> str:
+    """Where the run actually is, to turn a refusal into a next step."""
+    try:
+        st = (await get_status(settings, wid, client)).status
+    except CliError:
+        return f"check the run with `runbook status {wid}`"
+    if st is None:
+        return f"check the run with `runbook status {wid}`"
+    if st.pending_gate is not None:
+        g = st.pending_gate
+        return (f"the pending gate is {g.id} ({len(g.approvals)}/{g.min_approvals} approvals); "
+                f"run state {st.state.value}")
+    return f"no gate is pending; run state {st.state.value} (see `runbook status {wid}`)"
+
+
+async def send_gate_update(settings: Settings, wid: str, update: str, payload: Any,
+                           timeout_s: float = 60.0) -> m.GateAck:
+    verb = "approve" if update == m.UPDATE_APPROVE else "reject"
+    client, handle = await _running_handle(settings, wid, verb)
+    await require_worker(client, settings)
+    try:
+        async with rpc_errors(settings, wid):
+            return await asyncio.wait_for(
+                handle.execute_update(update, payload, result_type=m.GateAck), timeout_s)
+    except WorkflowUpdateFailedError as err:
+        reason = _cause(err)
+        raise CliError(f"refused: {reason}", await _gate_hint(settings, client, wid)) from err
+    except asyncio.TimeoutError as err:
+        raise CliError(f"the run did not answer the {verb} within {timeout_s:.0f}s", WORKER_HINT) from err
+
+
+async def send_signal(settings: Settings, wid: str, signal: str, payload: Any) -> None:
+    _, handle = await _running_handle(settings, wid, signal)
+    async with rpc_errors(settings, wid):
+        await handle.signal(signal, payload)

@@ -1,0 +1,402 @@
+"""Build an audit of one run from its Temporal event history (live or exported JSON).
+
+History is the record nobody can edit after the fact, so the audit is derived from it
+alone: who started the run and with what, who approved or refused each gate (update and
+signal events carry the caller's identity), every activity with its summary, attempts,
+duration and outcome, notifications and timers, and the run's own final report (the
+workflow result) which is authoritative whenever the run has finished.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+
+from cli.audit_model import (
+    ActivityRecord,
+    AuditReport,
+    Decision,
+    Notification,
+    PhaseAudit,
+    StateChange,
+    TimelineEntry,
+    TimerRecord,
+)
+from cli.payloads import decode, first
+from runbook import activity_names as act
+from runbook import messages as m
+from runbook.activity_io import Diagnosis
+from runbook.plan import build_plan
+from runbook.request import request_problems
+from runbook.status import ChangeRecord, RemediationReport
+
+# Updates refused by their validator never reach history (Temporal does not record them);
+# the audit says so instead of implying there were none.
+VALIDATOR_NOTE = ("Approvals refused by the workflow's validator are not written to history "
+                  "by Temporal, so they do not appear here.")
+
+
+def _at(event: HistoryEvent) -> datetime:
+    return event.event_time.ToDatetime(tzinfo=timezone.utc)
+
+
+def _failure_text(f: Failure) -> str:
+    parts = []
+    while f is not None and (f.message or f.HasField("cause")):
+        if f.message:
+            parts.append(f.message)
+        f = f.cause if f.HasField("cause") else None
+    return " ← ".join(parts) or "failed"
+
+
+def _summary(event: HistoryEvent) -> str:
+    if not event.HasField("user_metadata") or not event.user_metadata.HasField("summary"):
+        return ""
+    value = decode(event.user_metadata.summary)
+    return value if isinstance(value, str) else str(value)
+
+
+class _Builder:
+    def __init__(self, history: WorkflowHistory, source: str) -> None:
+        self.a = AuditReport(workflow_id=history.workflow_id, source=source,
+                             generated_at=datetime.now(timezone.utc))
+        self.events = list(history.events)
+        self.activities: dict[int, ActivityRecord] = {}  # by scheduled event id
+        self.timers: dict[int, TimerRecord] = {}  # by started event id
+        self.updates: dict[str, Decision] = {}  # by update id
+        self.diagnosis: Any = None
+
+    def build(self) -> AuditReport:
+        for ev in self.events:
+            handler = getattr(self, "_on_" + (ev.WhichOneof("attributes") or ""), None)
+            if handler:
+                handler(ev, getattr(ev, ev.WhichOneof("attributes")))
+        a = self.a
+        a.activities = sorted(self.activities.values(), key=lambda r: r.scheduled_at)
+        a.timers = sorted(self.timers.values(), key=lambda t: t.started_at)
+        a.notifications = [self._notification(r) for r in a.activities if r.activity_type == act.NOTIFY]
+        self._signal_results()
+        self._plan()
+        self._changes()
+        self._phases()
+        a.notes.append(VALIDATOR_NOTE)
+        self._timeline()
+        return a
+
+    # --- event handlers (named after the history event's attributes field) ------------
+
+    def _on_workflow_execution_started_event_attributes(self, ev, at) -> None:
+        a = self.a
+        a.workflow_type = at.workflow_type.name
+        a.task_queue = at.task_queue.name
+        a.run_id = at.original_execution_run_id or at.first_execution_run_id
+        a.started_at = _at(ev)
+        a.started_by = at.identity
+        a.static_summary = _summary(ev)
+        a.request = first(at.input)
+        _, problems = request_problems(a.request)
+        a.request_problems = [f"{p.field}: {p.reason}" for p in problems]
+        if isinstance(a.request, dict):
+            a.requested_by = str(a.request.get("requested_by") or "")
+
+    def _on_activity_task_scheduled_event_attributes(self, ev, at) -> None:
+        self.activities[ev.event_id] = ActivityRecord(
+            event_id=ev.event_id, activity_id=at.activity_id, activity_type=at.activity_type.name, summary=_summary(ev),
+            scheduled_at=_at(ev), input=first(at.input))
+
+    def _on_activity_task_started_event_attributes(self, ev, at) -> None:
+        # Written once, when the last attempt ends, carrying the attempt number.
+        rec = self.activities.get(at.scheduled_event_id)
+        if rec:
+            rec.attempts = at.attempt
+            if at.HasField("last_failure"):
+                rec.error = _failure_text(at.last_failure)
+
+    def _close_activity(self, ev, scheduled_id: int, outcome: str, error: str | None = None,
+                        result: Any = None) -> None:
+        rec = self.activities.get(scheduled_id)
+        if not rec:
+            return
+        rec.closed_at = _at(ev)
+        rec.duration_s = (rec.closed_at - rec.scheduled_at).total_seconds()
+        rec.outcome = outcome
+        rec.attempts = max(rec.attempts, 1)
+        rec.error = error if outcome != "completed" else None
+        rec.result = result
+        if rec.activity_type == act.DIAGNOSE and outcome == "completed":
+            self.diagnosis = result
+
+    def _on_activity_task_completed_event_attributes(self, ev, at) -> None:
+        self._close_activity(ev, at.scheduled_event_id, "completed", result=first(at.result))
+
+    def _on_activity_task_failed_event_attributes(self, ev, at) -> None:
+        self._close_activity(ev, at.scheduled_event_id, "failed", _failure_text(at.failure))
+
+    def _on_activity_task_timed_out_event_attributes(self, ev, at) -> None:
+        self._close_activity(ev, at.scheduled_event_id, "timed out", _failure_text(at.failure))
+
+    def _on_activity_task_canceled_event_attributes(self, ev, at) -> None:
+        self._close_activity(ev, at.scheduled_event_id, "canceled", "canceled")
+
+    def _on_timer_started_event_attributes(self, ev, at) -> None:
+        self.timers[ev.event_id] = TimerRecord(
+            event_id=ev.event_id, timer_id=at.timer_id, summary=_summary(ev), started_at=_at(ev),
+            duration_s=at.start_to_fire_timeout.ToTimedelta().total_seconds())
+
+    def _on_timer_fired_event_attributes(self, ev, at) -> None:
+        if at.started_event_id in self.timers:
+            self.timers[at.started_event_id].outcome = "fired"
+            self.timers[at.started_event_id].ended_at = _at(ev)
+            self.timers[at.started_event_id].end_event_id = ev.event_id
+
+    def _on_timer_canceled_event_attributes(self, ev, at) -> None:
+        if at.started_event_id in self.timers:
+            self.timers[at.started_event_id].outcome = "canceled"
+            self.timers[at.started_event_id].ended_at = _at(ev)
+
+    def _decision(self, ev, name: str, payload: Any, via: str, identity: str) -> Decision | None:
+        action = {m.UPDATE_APPROVE: "approve", m.SIGNAL_APPROVE: "approve",
+                  m.UPDATE_REJECT: "reject", m.SIGNAL_REJECT: "reject",
+                  m.SIGNAL_ABORT: "abort"}.get(name)
+        if action is None:
+            return None
+        p = payload if isinstance(payload, dict) else {}
+        return Decision(at=_at(ev), event_id=ev.event_id, action=action, via=via, gate=p.get("gate"),
+                        actor=p.get("approver") or p.get("by"), identity=identity,
+                        comment=str(p.get("comment") or p.get("reason") or ""),
+                        plan_digest=p.get("plan_digest"),
+                        result="received" if via == "signal" else "accepted")
+
+    def _on_workflow_execution_signaled_event_attributes(self, ev, at) -> None:
+        d = self._decision(ev, at.signal_name, first(at.input), "signal", at.identity)
+        if d:
+            self.a.decisions.append(d)
+
+    def _on_workflow_execution_update_accepted_event_attributes(self, ev, at) -> None:
+        req = at.accepted_request
+        d = self._decision(ev, req.input.name, first(req.input.args), "update", req.meta.identity)
+        if d:
+            self.a.decisions.append(d)
+            self.updates[req.meta.update_id or at.protocol_instance_id] = d
+
+    def _on_workflow_execution_update_completed_event_attributes(self, ev, at) -> None:
+        d = self.updates.get(at.meta.update_id)
+        if d is None:
+            return
+        if at.outcome.HasField("failure"):
+            d.result = f"failed: {_failure_text(at.outcome.failure)}"
+        else:
+            ack = first(at.outcome.success)
+            if isinstance(ack, dict) and "gate_status" in ack:
+                d.result = (f"accepted ({ack.get('approvals')}/{ack.get('required')} approvals, "
+                            f"gate {ack.get('gate_status')})")
+
+    def _on_workflow_execution_cancel_requested_event_attributes(self, ev, at) -> None:
+        self.a.decisions.append(Decision(at=_at(ev), event_id=ev.event_id, action="cancel-request", via="api",
+                                         identity=at.identity, comment=at.cause, result="received"))
+
+    def _on_upsert_workflow_search_attributes_event_attributes(self, ev, at) -> None:
+        fields = at.search_attributes.indexed_fields
+        change = StateChange(at=_at(ev), event_id=ev.event_id)
+        if m.SA_STATE in fields:
+            change.state = decode(fields[m.SA_STATE])
+        if m.SA_PHASE in fields:
+            change.phase = decode(fields[m.SA_PHASE])
+        if change.state is not None or change.phase is not None:
+            self.a.state_changes.append(change)
+
+    def _on_workflow_execution_completed_event_attributes(self, ev, at) -> None:
+        a = self.a
+        a.closed_at = _at(ev)
+        result = first(at.result)
+        try:
+            a.report = RemediationReport.model_validate(result)
+            a.outcome = a.report.outcome.value
+            a.outcome_detail = a.report.reason
+        except Exception:
+            a.outcome = "COMPLETED"
+            a.outcome_detail = f"result: {result!r}"[:500]
+
+    def _on_workflow_execution_failed_event_attributes(self, ev, at) -> None:
+        self.a.closed_at, self.a.outcome = _at(ev), "FAILED"
+        self.a.outcome_detail = _failure_text(at.failure)
+
+    def _on_workflow_execution_terminated_event_attributes(self, ev, at) -> None:
+        self.a.closed_at, self.a.outcome = _at(ev), "TERMINATED"
+        self.a.outcome_detail = f"terminated by {at.identity or 'unknown'}: {at.reason}"
+        self.a.decisions.append(Decision(at=_at(ev), event_id=ev.event_id, action="terminate", via="api",
+                                         identity=at.identity, comment=at.reason, result="done"))
+
+    def _on_workflow_execution_canceled_event_attributes(self, ev, at) -> None:
+        self.a.closed_at, self.a.outcome = _at(ev), "CANCELED"
+
+    def _on_workflow_execution_timed_out_event_attributes(self, ev, at) -> None:
+        self.a.closed_at, self.a.outcome = _at(ev), "TIMED_OUT"
+        self.a.outcome_detail = "the workflow execution timeout expired"
+
+    # --- derived sections -------------------------------------------------------------
+
+    def _notification(self, r: ActivityRecord) -> Notification:
+        p = r.input if isinstance(r.input, dict) else {}
+        return Notification(at=r.scheduled_at, event_id=r.event_id, level=str(p.get("level", "")),
+                            recipient=str(p.get("recipient", "")),
+                            subject=str(p.get("subject", r.summary)), outcome=r.outcome)
+
+    def _signal_results(self) -> None:
+        """Signals are not validated when sent: say whether the run applied each one."""
+        report = self.a.report
+        if report is None:
+            return
+        applied = {(a.gate, a.approver) for a in report.approvals if a.via == "signal"}
+        for d in self.a.decisions:
+            if d.via == "signal" and d.action == "approve":
+                d.result = ("applied (in the run's approvals)" if (d.gate, d.actor) in applied
+                            else "ignored by the run (not in its approvals)")
+
+    def _plan(self) -> None:
+        """Rebuild the plan from the request and the diagnosis recorded in history.
+
+        The plan is a pure function of the two (runbook.plan), so this is the plan the
+        approvers saw; its digest is checked against the one the run reported.
+        """
+        a = self.a
+        req, _ = request_problems(a.request)
+        if req is None or self.diagnosis is None:
+            a.plan_note = "no completed diagnosis in history yet" if req else "request is not valid"
+            return
+        from runbook.default_runbook import build_runbook
+
+        try:
+            a.plan = build_plan(req, build_runbook(req), Diagnosis.model_validate(self.diagnosis))
+        except Exception as err:  # a history from another version of the models
+            a.plan_note = f"could not rebuild the plan from history: {err}"
+            return
+        reported = a.report.plan_digest if a.report else None
+        digests = {d.plan_digest for d in a.decisions if d.plan_digest}
+        if reported and reported != a.plan.digest:
+            a.plan_note = (f"WARNING: the run reported plan digest {reported} but the plan rebuilt "
+                           f"from history has digest {a.plan.digest}")
+        else:
+            a.plan_note = "rebuilt from the request and the recorded diagnosis"
+        for d in sorted(digests - {a.plan.digest}):
+            a.notes.append(f"an approval named plan digest {d}, which is not this run's plan "
+                           f"({a.plan.digest})")
+
+    def _changes(self) -> None:
+        a = self.a
+        if a.report is not None:
+            a.changes_applied = a.report.changes_applied
+            a.changes_reverted = a.report.changes_reverted
+            a.changes_left_in_place = a.report.changes_left_in_place
+            a.changes_source = "the run's final report"
+            return
+        # Still running (or ended without a report): what completed activities say they did.
+        for r in a.activities:
+            res = r.result if isinstance(r.result, dict) else {}
+            if r.outcome == "completed" and res.get("changed") is True:
+                rec = ChangeRecord(step_id=r.activity_id, resource=str(res.get("resource", "")),
+                                   summary=r.summary or r.activity_type,
+                                   before=res.get("before") or {}, after=res.get("after") or {})
+                # The workflow schedules every compensation with activity id "undo-<step>".
+                undo = r.activity_id.startswith("undo-")
+                if undo:
+                    rec.step_id = r.activity_id.removeprefix("undo-")
+                target = a.changes_reverted if undo else a.changes_applied
+                target.append(rec)
+        a.changes_source = "completed activities that reported changed=true (run has no final report)"
+
+    def _phases(self) -> None:
+        a = self.a
+        if a.report is not None and a.report.phases:
+            a.phases = [PhaseAudit(number=p.number, title=p.title, status=p.status,
+                                   budget_s=p.budget_s, actual_s=p.duration_s,
+                                   breached=p.budget_breached, source="final report")
+                        for p in a.report.phases]
+            return
+        # Fallback: phase boundaries from the RemediationPhase search attribute changes.
+        req, _ = request_problems(a.request)
+        end = a.closed_at or a.generated_at
+        marks = [(c.at, c.phase) for c in a.state_changes if c.phase]
+        for i, (start, number) in enumerate(marks):
+            if any(p.number == number for p in a.phases):
+                continue
+            stop = next((t for t, n in marks[i + 1:] if n != number), end)
+            budget = req.budgets.budget_s(number) if req and 1 <= number <= 4 else None
+            actual = (stop - start).total_seconds()
+            a.phases.append(PhaseAudit(number=number, budget_s=budget, actual_s=actual,
+                                       breached=(actual > budget) if budget else None,
+                                       source="search attribute changes (approximate)"))
+
+    def _timeline(self) -> None:
+        a = self.a
+        t: list[TimelineEntry] = []
+        if a.started_at:
+            t.append(TimelineEntry(at=a.started_at, event_id=1, kind="start",
+                                   text=f"{a.workflow_type} started by {a.started_by or 'unknown'}"
+                                        f" (requested by {a.requested_by or 'unknown'})"))
+        for d in a.decisions:
+            who = d.actor or "?"
+            gate = f" gate {d.gate}" if d.gate else ""
+            extra = f": {d.comment}" if d.comment else ""
+            t.append(TimelineEntry(at=d.at, event_id=d.event_id, kind=d.action,
+                                   text=f"{d.action}{gate} by {who} via {d.via} [{d.identity}]"
+                                        f"{extra} — {d.result}"))
+        for r in a.activities:
+            if r.activity_type == act.NOTIFY:
+                continue
+            what = r.summary or r.activity_type
+            t.append(TimelineEntry(at=r.scheduled_at, event_id=r.event_id, kind="activity",
+                                   text=f"{what} — {r.outcome}, {r.attempts} attempt(s)"
+                                        + (f", {r.duration_s:.1f}s" if r.duration_s is not None else "")))
+        for n in a.notifications:
+            t.append(TimelineEntry(at=n.at, event_id=n.event_id, kind=f"notify:{n.level}",
+                                   text=f"{n.level} to {n.recipient}: {n.subject}"))
+        for tm in a.timers:
+            if tm.outcome == "fired":
+                t.append(TimelineEntry(at=tm.ended_at or tm.started_at, event_id=tm.end_event_id,
+                                       kind="timer",
+                                       text=f"timer fired after {tm.duration_s:g}s: "
+                                            f"{tm.summary or tm.timer_id}"))
+        for c in a.state_changes:
+            bits = [f"state {c.state}" if c.state else "", f"phase {c.phase}" if c.phase else ""]
+            t.append(TimelineEntry(at=c.at, event_id=c.event_id, kind="state", text=", ".join(b for b in bits if b)))
+        if a.closed_at:
+            t.append(TimelineEntry(at=a.closed_at, event_id=len(self.events), kind="end",
+                                   text=f"run ended: {a.outcome}"
+                                        + (f" — {a.outcome_detail}" if a.outcome_detail else "")))
+        a.timeline = sorted(t, key=lambda e: (e.at, e.event_id))
+
+
+def build_audit(history: WorkflowHistory, source: str = "live history") -> AuditReport:
+    return _Builder(history, source).build()
+
+
+def history_from_file(path: str, workflow_id: str | None = None) -> WorkflowHistory:
+    """Parse `temporal workflow show -w ID --output json` (or UI download) output."""
+    import json
+    import os
+
+    with open(path) as fh:
+        raw = json.load(fh)
+    # Exports do not always carry the workflow id; the file name is the next best label.
+    if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
+        raise ValueError('expected a JSON object with an "events" list')
+    wid = workflow_id or _workflow_id_from(raw) or os.path.splitext(os.path.basename(path))[0]
+    history = WorkflowHistory.from_json(wid, raw)
+    # A partial or foreign file would give a misleading audit: insist on a whole history.
+    if not history.events or history.events[0].event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        raise ValueError("the first event is not WorkflowExecutionStarted (not a complete history)")
+    return history
+
+
+def _workflow_id_from(raw: dict) -> str | None:
+    # The export does not carry the workflow id except inside the started event.
+    for ev in raw.get("events", [])[:1]:
+        attrs = ev.get("workflowExecutionStartedEventAttributes") or {}
+        return attrs.get("workflowId") or None
+    return None

@@ -1,0 +1,116 @@
+"""The audit of one run, as data: what `runbook audit` renders (cli.audit builds it)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from runbook.plan import Plan
+from runbook.status import ChangeRecord, RemediationReport
+
+
+class Decision(BaseModel):
+    at: datetime
+    event_id: int = 0
+    action: str  # approve | reject | abort | cancel-request | terminate
+    via: str  # update | signal | api
+    gate: str | None = None
+    actor: str | None = None  # the person named in the payload
+    identity: str = ""  # the client identity the server recorded
+    comment: str = ""
+    plan_digest: str | None = None
+    result: str = ""  # accepted / refused / received
+
+
+class ActivityRecord(BaseModel):
+    event_id: int = 0  # the ActivityTaskScheduled event
+    activity_id: str
+    activity_type: str
+    summary: str = ""
+    scheduled_at: datetime
+    closed_at: datetime | None = None
+    attempts: int = 0
+    duration_s: float | None = None
+    outcome: str = "running"  # completed | failed | timed out | canceled | running
+    error: str | None = None
+    input: Any = None
+    result: Any = None
+
+
+class TimerRecord(BaseModel):
+    event_id: int = 0  # TimerStarted
+    end_event_id: int = 0
+    timer_id: str
+    summary: str = ""
+    started_at: datetime
+    duration_s: float
+    outcome: str = "pending"  # fired | canceled | pending
+    ended_at: datetime | None = None
+
+
+class Notification(BaseModel):
+    at: datetime
+    event_id: int = 0
+    level: str
+    recipient: str
+    subject: str
+    outcome: str
+
+
+class StateChange(BaseModel):
+    at: datetime
+    event_id: int = 0
+    state: str | None = None
+    phase: int | None = None
+
+
+class PhaseAudit(BaseModel):
+    number: int
+    title: str = ""
+    status: str = ""
+    budget_s: int | None = None
+    actual_s: float | None = None
+    breached: bool | None = None
+    source: str = ""
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    event_id: int = 0  # orders entries that share a timestamp as history does
+    kind: str
+    text: str
+
+
+class AuditReport(BaseModel):
+    workflow_id: str
+    run_id: str = ""
+    workflow_type: str = ""
+    task_queue: str = ""
+    generated_at: datetime
+    source: str  # "live history" | "history file <path>"
+    started_at: datetime | None = None
+    started_by: str = ""
+    requested_by: str = ""
+    static_summary: str = ""
+    request: Any = None
+    request_problems: list[str] = Field(default_factory=list)
+    plan: Plan | None = None
+    plan_note: str = ""
+    decisions: list[Decision] = Field(default_factory=list)
+    activities: list[ActivityRecord] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
+    timers: list[TimerRecord] = Field(default_factory=list)
+    state_changes: list[StateChange] = Field(default_factory=list)
+    phases: list[PhaseAudit] = Field(default_factory=list)
+    changes_applied: list[ChangeRecord] = Field(default_factory=list)
+    changes_reverted: list[ChangeRecord] = Field(default_factory=list)
+    changes_left_in_place: list[ChangeRecord] = Field(default_factory=list)
+    changes_source: str = ""
+    outcome: str = "RUNNING"
+    outcome_detail: str = ""
+    closed_at: datetime | None = None
+    report: RemediationReport | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)

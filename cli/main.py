@@ -1,0 +1,325 @@
+"""`runbook`: start, plan, follow, approve, abort, list and audit remediation runs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from cli import actions
+from cli.client import CliError, Settings, connect
+from cli.render import fmt_time, render_plan, render_report, render_status
+from cli.request_input import build_request
+from runbook import messages as m
+from runbook.status import TERMINAL_STATES, RunState
+
+class _App(typer.Typer):
+    """Exit without interpreter teardown once the command is done.
+
+    The Temporal client's Rust threads can outlive the event loop; during CPython
+    finalization they sometimes abort the process ("Fatal Python error:
+    PyGILState_Release", exit 134) after the command already succeeded
+    (temporalio/sdk-python#300, reproduced here ~1 run in 15). Flushing and calling
+    os._exit keeps the exit code the command chose.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        code = 0
+        try:
+            super().__call__(*args, **kwargs)
+        except SystemExit as e:
+            if isinstance(e.code, int):
+                code = e.code
+            elif e.code is not None:
+                print(e.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+app = _App(name="runbook", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Durable remediation runbooks for Google Cloud, on Temporal.")
+
+
+def _console(stderr: bool = False) -> Console:
+    # soft_wrap: hints hold commands to copy; a hard line break would corrupt them.
+    # Piped output (logs, CI, `| less`) gets a wide page instead of rich's 80 columns.
+    c = Console(stderr=stderr, soft_wrap=True)
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c = Console(stderr=stderr, soft_wrap=True, width=160)
+    return c
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    address: str = typer.Option("localhost:7233", envvar="TEMPORAL_ADDRESS",
+                                help="Temporal frontend host:port"),
+    namespace: str = typer.Option("default", envvar="TEMPORAL_NAMESPACE"),
+    task_queue: str = typer.Option(m.DEFAULT_TASK_QUEUE, envvar="REMEDIATION_TASK_QUEUE"),
+    ui_url: str = typer.Option("http://localhost:8233", envvar="TEMPORAL_UI_URL",
+                               help="Temporal Web UI base URL, for links"),
+) -> None:
+    ctx.obj = Settings(address=address, namespace=namespace, task_queue=task_queue, ui_url=ui_url)
+
+
+def _runs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an async command body; CliError becomes 'error: …' plus the next step."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CliError as e:
+            err.print(Text(f"error: {e.message}", style="bold red"))
+            if e.hint:
+                err.print(Text(f"next: {e.hint}", style="yellow"))
+            raise typer.Exit(e.exit_code)
+        except ValidationError as e:  # a message payload built from flags (GateApproval, ...)
+            for problem in e.errors(include_url=False):
+                field = ".".join(str(p) for p in problem["loc"])
+                err.print(Text(f"error: --{field.replace('_', '-')}: {problem['msg']}", style="bold red"))
+            err.print(Text("next: fix the option(s) named above and run the command again", style="yellow"))
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+# Request options shared by `start` and `plan`.
+RequestFile = typer.Option(None, "--request-file", "-f", exists=False, dir_okay=False,
+                           help="JSON request (every field optional; {} runs the default runbook)")
+Incident = typer.Option(None, help="incident id (default 1278)")
+RequestedBy = typer.Option(None, help="who asks for the run (default: your login); they may not approve it")
+Project = typer.Option(None, help="GCP project (targets.project)")
+Region = typer.Option(None, help="GCP region (targets.region)")
+Sets = typer.Option(None, "--set", help="override any request field: a.b.c=VALUE (VALUE as JSON); repeatable")
+
+
+@app.command()
+@_runs
+def start(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incident: Optional[str] = Incident,
+          requested_by: Optional[str] = RequestedBy, project: Optional[str] = Project,
+          region: Optional[str] = Region, set_: Optional[list[str]] = Sets,
+          as_json: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+    """Start a remediation run (validates the request locally first)."""
+    settings: Settings = ctx.obj
+    request = build_request(request_file=request_file, incident=incident, requested_by=requested_by,
+                            project=project, region=region, sets=set_)
+    started = asyncio.run(actions.start_run(settings, request))
+    url = settings.workflow_url(started.workflow_id)
+    if as_json:
+        print(json.dumps({"workflow_id": started.workflow_id, "run_id": started.run_id, "url": url,
+                          "worker_seen": started.worker_seen}))
+        return
+    out.print(Text.assemble("Started run ", (started.workflow_id, "bold green")))
+    out.print(f"  UI:     {url}")
+    out.print(f"  follow: runbook status {started.workflow_id} --watch")
+    out.print(f"  approve the plan: runbook approve {started.workflow_id} --gate phase-1 --approver <you>")
+    if not started.worker_seen:
+        err.print(Text(f"warning: no worker is polling task queue {settings.task_queue!r}; the run "
+                       "will wait until one starts (`python -m devstack up` or `python worker.py`)",
+                       style="yellow"))
+
+
+@app.command()
+@_runs
+def plan(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incident: Optional[str] = Incident,
+         requested_by: Optional[str] = RequestedBy, project: Optional[str] = Project,
+         region: Optional[str] = Region, set_: Optional[list[str]] = Sets,
+         timeout: float = typer.Option(120, help="seconds to wait for the diagnosis"),
+         as_json: bool = typer.Option(False, "--json", help="print the plan as JSON")) -> None:
+    """Diagnose read-only and print the plan; exits 1 when preflight finds problems."""
+    request = build_request(request_file=request_file, incident=incident, requested_by=requested_by,
+                            project=project, region=region, sets=set_)
+    result = asyncio.run(actions.run_plan(ctx.obj, request, timeout))
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        out.print(render_plan(result))
+    if result.problems:
+        if not as_json:
+            err.print(Text("next: fix the request fields named above (or the resources), then run "
+                           "`runbook plan` again", style="yellow"))
+        raise typer.Exit(1)
+
+
+async def _watch(settings: Settings, wid: str, interval: float) -> RunState | None:
+    client = await connect(settings)
+    view = await actions.get_status(settings, wid, client)
+    with Live(console=out, auto_refresh=False) as live:
+        while True:
+            if view.status is not None:
+                live.update(render_status(wid, view.status), refresh=True)
+            elif view.report is not None:
+                live.update(render_report(wid, view.report), refresh=True)
+            if view.status is not None and view.status.state in TERMINAL_STATES:
+                return view.status.state
+            if not view.running:
+                return view.report.outcome if view.report else None
+            await asyncio.sleep(interval)
+            view = await actions.get_status(settings, wid, client)
+
+
+@app.command()
+@_runs
+def status(ctx: typer.Context, workflow_id: str = typer.Argument(..., help="run id, e.g. remediation-1278-ab12cd"),
+           watch: bool = typer.Option(False, "--watch", "-w", help="follow live until the run ends"),
+           interval: float = typer.Option(1.0, help="seconds between refreshes with --watch"),
+           as_json: bool = typer.Option(False, "--json", help="print the status query result as JSON")) -> None:
+    """Show a run: state, pending gate and countdowns, phases, steps, escalations, rollback."""
+    settings: Settings = ctx.obj
+    if watch:
+        final = asyncio.run(_watch(settings, workflow_id, interval))
+        out.print(f"run ended: {final.value if final else 'closed'}  "
+                  f"(audit: runbook audit {workflow_id})")
+        # Scripts can wait on a run: 0 only when it succeeded.
+        raise typer.Exit(0 if final == RunState.SUCCEEDED else 2)
+    view = asyncio.run(actions.get_status(settings, workflow_id))
+    if as_json:
+        payload = view.status or view.report
+        print(payload.model_dump_json(indent=2) if payload else json.dumps({"failure": view.failure}))
+        return
+    if view.status is not None:
+        out.print(render_status(workflow_id, view.status))
+    elif view.report is not None:
+        out.print(render_report(workflow_id, view.report))
+    else:
+        execution = view.description.status.name if view.description.status else "?"
+        out.print(f"run {workflow_id} is {execution}: {view.failure or 'no status available'}")
+    out.print(f"UI: {settings.workflow_url(workflow_id)}")
+
+
+def _print_ack(ack: m.GateAck, verb: str) -> None:
+    out.print(Text.assemble((f"{verb}: ", "bold green"), f"gate {ack.gate} — {ack.approvals} of "
+                            f"{ack.required} approvals, gate is now {ack.gate_status}"))
+
+
+@app.command()
+@_runs
+def approve(ctx: typer.Context, workflow_id: str = typer.Argument(...),
+            gate: str = typer.Option(..., help="phase-1 … phase-4 or cleanup-revisions"),
+            approver: str = typer.Option(..., help="your name, as recorded in the audit"),
+            comment: str = typer.Option("", help="why; recorded in history"),
+            digest: Optional[str] = typer.Option(None, help="plan digest you reviewed (from `runbook status`)"),
+            signal: bool = typer.Option(False, "--signal",
+                                        help="send the `approve` signal instead of the validated update")) -> None:
+    """Approve a gate. Shows at once whether it was accepted, or why not."""
+    payload = m.GateApproval(gate=gate, approver=approver, comment=comment, plan_digest=digest)
+    if signal:
+        asyncio.run(actions.send_signal(ctx.obj, workflow_id, m.SIGNAL_APPROVE, payload))
+        out.print(f"approve signal sent for gate {gate}; signals are not validated: check "
+                  f"`runbook status {workflow_id}`")
+        return
+    _print_ack(asyncio.run(actions.send_gate_update(ctx.obj, workflow_id, m.UPDATE_APPROVE, payload)),
+               "accepted")
+
+
+@app.command()
+@_runs
+def reject(ctx: typer.Context, workflow_id: str = typer.Argument(...),
+           gate: str = typer.Option(...), approver: str = typer.Option(...),
+           reason: str = typer.Option("", help="why; recorded in history"),
+           signal: bool = typer.Option(False, "--signal", help="send the `reject` signal instead")) -> None:
+    """Reject a gate: the run stops and rolls back what it changed."""
+    payload = m.GateRejection(gate=gate, approver=approver, reason=reason)
+    if signal:
+        asyncio.run(actions.send_signal(ctx.obj, workflow_id, m.SIGNAL_REJECT, payload))
+        out.print(f"reject signal sent for gate {gate}; check `runbook status {workflow_id}`")
+        return
+    _print_ack(asyncio.run(actions.send_gate_update(ctx.obj, workflow_id, m.UPDATE_REJECT, payload)),
+               "rejected")
+
+
+@app.command()
+@_runs
+def abort(ctx: typer.Context, workflow_id: str = typer.Argument(...),
+          by: str = typer.Option(..., help="who aborts"), reason: str = typer.Option(..., help="why")) -> None:
+    """Abort a run (signal): it rolls back reversible changes and stops."""
+    asyncio.run(actions.send_signal(ctx.obj, workflow_id, m.SIGNAL_ABORT, m.AbortRequest(by=by, reason=reason)))
+    out.print(f"abort sent to {workflow_id}; follow the rollback with `runbook status {workflow_id} --watch`")
+
+
+@app.command("list")
+@_runs
+def list_(ctx: typer.Context, incident: Optional[str] = typer.Option(None, help="only this incident"),
+          state: Optional[str] = typer.Option(None, help="only this state, e.g. AWAITING_APPROVAL"),
+          limit: int = typer.Option(50), as_json: bool = typer.Option(False, "--json")) -> None:
+    """List runs (newest first) using the RemediationIncident/State/Phase search attributes."""
+    rows = asyncio.run(actions.list_runs(ctx.obj, incident, state, limit))
+    if as_json:
+        print(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        out.print("no runs match" + (" (runs appear here a second or two after they start)"))
+        return
+    t = Table(title=f"Remediation runs ({len(rows)})")
+    t.add_column("workflow id", no_wrap=True)
+    for col in ("incident", "state", "phase", "execution", "started"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["workflow_id"], r["incident"] or "", r["state"] or "",
+                  str(r["phase"] or ""), r["execution"], fmt_time(r["started"]))
+    out.print(t)
+
+
+@app.command()
+@_runs
+def audit(ctx: typer.Context, workflow_id: Optional[str] = typer.Argument(None, help="run id (live history)"),
+          history_file: Optional[Path] = typer.Option(None, help="exported history: "
+                                                      "`temporal workflow show -w ID --output json > F`"),
+          fmt: str = typer.Option("markdown", "--format", help="markdown | json | html"),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here instead of stdout")) -> None:
+    """Audit a run from its event history: who, what, when, and the outcome."""
+    from cli.audit import build_audit, history_from_file
+    from cli.audit_render import RENDERERS
+
+    if fmt not in RENDERERS:
+        raise CliError(f"unknown format {fmt!r}", "use --format markdown, json or html")
+    if history_file is not None:
+        if not history_file.is_file():
+            raise CliError(f"history file {history_file} does not exist",
+                           "export it with `temporal workflow show -w ID --output json > FILE`")
+        try:
+            history = history_from_file(str(history_file), workflow_id)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CliError(f"{history_file} is not a Temporal history export ({e})",
+                           "export it with `temporal workflow show -w ID --output json > FILE`") from e
+        report = build_audit(history, source=f"history file {history_file}")
+    elif workflow_id:
+        report = build_audit(asyncio.run(actions.fetch_history(ctx.obj, workflow_id)))
+    else:
+        raise CliError("give a run id or --history-file", "e.g. `runbook audit remediation-1278-ab12cd`")
+    text = RENDERERS[fmt](report)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        out.print(f"audit written to {output}")
+
+
+if __name__ == "__main__":
+    app()

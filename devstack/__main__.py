@@ -1,0 +1,147 @@
+"""``python -m devstack up``: run the whole local stack in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from devstack.procs import StackError, log_tail
+from devstack.stack import Stack, StackConfig, find_repo_root
+
+
+class _Stop(Exception):
+    """Raised from the SIGTERM/SIGHUP handler so the same cleanup path as Ctrl-C runs."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m devstack",
+                                description="Run the local remediation stack (Temporal dev "
+                                            "server + Web UI, GCP simulator, worker).")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start everything, wait until healthy, stop on Ctrl-C")
+    up.add_argument("--data-dir", type=Path, default=None,
+                    help="where state and logs go (default: ./data in the repository)")
+    up.add_argument("--temporal-port", type=int, default=7233)
+    up.add_argument("--ui-port", type=int, default=8233)
+    up.add_argument("--sim-port", type=int, default=8090)
+    up.add_argument("--sim-speed", type=float, default=10.0,
+                    help="simulated GCP time runs this many times faster (default 10)")
+    up.add_argument("--namespace", default="default")
+    up.add_argument("--task-queue", default=None, help="default: remediation")
+    up.add_argument("--app-url", default=None,
+                    help="REMEDIATION_APP_URL for the worker's probes (default: the simulator)")
+    up.add_argument("--backend", choices=["sim", "gcp"], default="sim",
+                    help="sim: local GCP simulator (default); gcp: real Google Cloud via "
+                         "Application Default Credentials, no simulator")
+    up.add_argument("--no-worker", action="store_true",
+                    help="do not start the worker (e.g. to run it yourself in a debugger)")
+    up.add_argument("--start-run", action="store_true",
+                    help="also start a run once everything is up")
+    up.add_argument("--incident", default="1278", help="incident id for --start-run")
+    up.add_argument("--requested-by", default=None, help="requester for --start-run")
+    return p
+
+
+def _config(args: argparse.Namespace) -> StackConfig:
+    cfg = StackConfig(root=find_repo_root(), data_dir=args.data_dir, temporal_port=args.temporal_port,
+                      ui_port=args.ui_port, sim_port=args.sim_port, sim_speed=args.sim_speed,
+                      namespace=args.namespace, with_worker=not args.no_worker, app_url=args.app_url,
+                      backend=args.backend)
+    if args.task_queue:
+        cfg.task_queue = args.task_queue
+    return cfg
+
+
+def _start_run(cfg: StackConfig, incident: str, requested_by: str | None) -> None:
+    from cli.actions import start_run
+    from cli.client import Settings
+    from cli.request_input import build_request
+
+    settings = Settings(address=cfg.temporal_address, namespace=cfg.namespace,
+                        task_queue=cfg.task_queue, ui_url=cfg.ui_url)
+    request = build_request(incident=incident, requested_by=requested_by)
+    started = asyncio.run(start_run(settings, request))
+    print(f"started run {started.workflow_id}\n  UI: {settings.workflow_url(started.workflow_id)}\n"
+          f"  approve the plan: runbook approve {started.workflow_id} --gate phase-1 --approver <you>",
+          flush=True)
+
+
+def _banner(cfg: StackConfig) -> None:
+    env = "" if cfg.temporal_port == 7233 else f"TEMPORAL_ADDRESS={cfg.temporal_address} "
+    ui = "" if cfg.ui_port == 8233 else f" --ui-url {cfg.ui_url}"
+    print(f"""
+Stack is up.
+  Temporal Web UI : {cfg.ui_url}/namespaces/{cfg.namespace}/workflows
+  Temporal gRPC   : {cfg.temporal_address}  (namespace {cfg.namespace}, task queue {cfg.task_queue})
+  GCP             : {cfg.sim_endpoint if cfg.backend == "sim" else "real Google Cloud (backend gcp)"}
+  Logs            : {cfg.data / 'logs'}
+
+Next, in another terminal:
+  {env}runbook{ui} start --incident 1278
+
+Press Ctrl-C to stop everything.""", flush=True)
+
+
+def up(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+
+    def _raise_stop(signum, _frame):
+        raise _Stop(signal.Signals(signum).name)
+
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler; be explicit so every stop path cleans up.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
+    stack = Stack(cfg, say=lambda m: print(m, flush=True))
+    try:
+        stack.start()
+        _banner(cfg)
+        if args.start_run:
+            _start_run(cfg, args.incident, args.requested_by)
+        while True:
+            dead = stack.dead()
+            if dead:
+                for proc in dead:
+                    print(f"\n{proc.name} exited unexpectedly (code {proc.exited()}). Last lines of "
+                          f"{proc.log_path}:\n{log_tail(proc.log_path)}", file=sys.stderr)
+                print("Stopping the rest of the stack; fix the cause and run "
+                      "`python -m devstack up` again.", file=sys.stderr)
+                return 1
+            time.sleep(1)
+    except StackError as err:
+        print(f"\nerror: {err}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, _Stop):  # Ctrl-C, SIGTERM, SIGHUP
+        print("\nstopping…", flush=True)
+        return 0
+    except Exception as err:  # e.g. --start-run failed: still stop what we started
+        hint = getattr(err, "hint", "")  # cli.client.CliError says what to do next
+        print(f"\nerror: {err}" + (f"\nnext: {hint}" if hint else ""), file=sys.stderr)
+        return 1
+    finally:
+        # A second Ctrl-C during shutdown must not leave children behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        return up(args)
+    return 2
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything we started is stopped by now; skip interpreter teardown, which the
+    # Temporal client's leftover threads can abort (temporalio/sdk-python#300).
+    os._exit(code)

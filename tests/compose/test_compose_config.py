@@ -1,0 +1,159 @@
+"""docker-compose.yml and the Dockerfile agree with what the code really reads.
+
+No Docker engine is needed: the file is parsed with PyYAML and compared with the source
+(environment variable names grepped from worker.py and activities/settings.py, the task
+queue and search attributes from runbook.messages, the simulator's real CLI flags).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli.client import Settings
+from devstack.stack import SEARCH_ATTRIBUTES
+from runbook import messages as m
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = {"postgresql", "temporal", "register-search-attributes", "temporal-ui", "gcpsim", "worker"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def resolve(value: str) -> str:
+    """Apply compose's ${VAR:-default} with an empty environment (the shipped defaults)."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+
+
+def env_of(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: resolve(v) for k, v in env.items()}
+
+
+def env_vars_read_by_code() -> set[str]:
+    names = set(re.findall(r'os\.environ\.get\(\s*"([A-Z0-9_]+)"', (REPO / "worker.py").read_text()))
+    settings = (REPO / "activities" / "settings.py").read_text()
+    names |= set(re.findall(r'^ENV_[A-Z_]+\s*=\s*"([A-Z0-9_]+)"', settings, re.M))
+    return names
+
+
+def published(service: dict) -> dict[int, int]:
+    out = {}
+    for spec in service.get("ports", []):
+        host, container = str(spec).split(":")[-2:]
+        out[int(container)] = int(host)
+    return out
+
+
+def test_all_services_present(compose):
+    assert set(compose["services"]) == SERVICES
+
+
+def test_temporal_on_postgres(compose):
+    s = compose["services"]
+    assert s["postgresql"]["image"].startswith("postgres:")
+    t = s["temporal"]
+    assert t["image"].startswith("temporalio/auto-setup:")
+    env = env_of(t)
+    assert env["DB"] == "postgres12" and env["POSTGRES_SEEDS"] == "postgresql"
+    assert env["POSTGRES_PWD"] == resolve(s["postgresql"]["environment"]["POSTGRES_PASSWORD"])
+    assert t["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    assert published(t) == {7233: 7233}
+    assert "healthcheck" in t and "healthcheck" in s["postgresql"]
+
+
+def test_ui_is_where_the_cli_links_point(compose):
+    ui = compose["services"]["temporal-ui"]
+    assert ui["image"].startswith("temporalio/ui:")
+    env = env_of(ui)
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert env["TEMPORAL_START_WORKFLOW_DISABLED"] == "false"  # start from the UI
+    assert env["TEMPORAL_WORKFLOW_SIGNAL_DISABLED"] == "false"  # approve from the UI
+    cli_ui_port = int(Settings().ui_url.rsplit(":", 1)[1])
+    assert published(ui) == {8080: cli_ui_port}
+
+
+def test_search_attributes_registered_match_the_contract(compose):
+    svc = compose["services"]["register-search-attributes"]
+    assert svc["image"].startswith("temporalio/admin-tools:")
+    assert svc["depends_on"]["temporal"]["condition"] == "service_healthy"
+    script = "\n".join(svc["command"])
+    pairs = dict(re.findall(r"\b(Remediation[A-Za-z]+):(Keyword|Int|Text|Bool|Double|Datetime)\b", script))
+    assert pairs == {m.SA_INCIDENT: "Keyword", m.SA_PHASE: "Int", m.SA_STATE: "Keyword"}
+    assert pairs == SEARCH_ATTRIBUTES  # the same as devstack's dev server
+    assert "temporal operator search-attribute create" in script
+
+
+def test_worker_env_is_what_the_code_reads(compose):
+    worker = compose["services"]["worker"]
+    env = env_of(worker)
+    read = env_vars_read_by_code()
+    required = {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "REMEDIATION_TASK_QUEUE",
+                "REMEDIATION_BACKEND", "REMEDIATION_GCP_ENDPOINT", "REMEDIATION_APP_URL"}
+    assert required <= read, f"the code no longer reads {required - read}"
+    assert required <= set(env)
+    assert set(env) <= read, f"compose sets variables nothing reads: {set(env) - read}"
+    assert env["REMEDIATION_TASK_QUEUE"] == m.DEFAULT_TASK_QUEUE
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert env["REMEDIATION_BACKEND"] == "sim"
+    assert env["REMEDIATION_GCP_ENDPOINT"] == "http://gcpsim:8090"
+    assert worker["command"] == ["python", "worker.py"]
+    deps = worker["depends_on"]
+    assert deps["temporal"]["condition"] == "service_healthy"
+    assert deps["register-search-attributes"]["condition"] == "service_completed_successfully"
+    assert deps["gcpsim"]["condition"] == "service_healthy"
+    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "devstack.probe", "worker"]
+
+
+def test_worker_probe_ships_in_the_image():
+    # The healthcheck runs `python -m devstack.probe`: devstack must be an installed package.
+    pyproject = (REPO / "pyproject.toml").read_text()
+    include = re.search(r"include\s*=\s*\[([^\]]*)\]", pyproject).group(1)
+    assert '"devstack*"' in include and '"cli*"' in include
+    assert (REPO / "devstack" / "probe.py").is_file()
+
+
+def test_simulator_service_uses_real_flags(compose):
+    sim = compose["services"]["gcpsim"]
+    cmd = [resolve(c) for c in sim["command"]]
+    assert cmd[:3] == ["python", "-m", "gcpsim"]
+    opts = dict(zip(cmd[3::2], cmd[4::2]))
+    assert opts["--host"] == "0.0.0.0" and opts["--port"] == "8090" and opts["--data-dir"] == "/data"
+    float(opts["--speed"])
+    help_text = subprocess.run([sys.executable, "-m", "gcpsim", "--help"], cwd=REPO,
+                               capture_output=True, text=True, timeout=60).stdout
+    for flag in opts:
+        assert flag in help_text, f"gcpsim has no {flag}"
+    assert "/_sim/healthz" in " ".join(sim["healthcheck"]["test"])
+    assert published(sim) == {8090: 8090}
+    assert sim["build"] == compose["services"]["worker"]["build"] == "."
+
+
+def test_dockerfile_installs_the_project():
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    assert re.search(r"^RUN pip install (/app|\.)\b", text, re.M)
+    assert re.search(r'^CMD \["python", "worker.py"\]', text, re.M)
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for path in (".venv", "data", "node_modules", ".git"):
+        assert path in ignored
+
+
+@pytest.mark.skipif(shutil.which("docker") is None
+                    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+                    reason="docker compose plugin not installed (the YAML checks above still ran)")
+def test_docker_compose_accepts_the_file():
+    r = subprocess.run(["docker", "compose", "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
