@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from runbook.request import request_problems
 
 
-@workflow.defn(name=PLAN_WORKFLOW_TYPE)
+@workflow.defn(name=PLAN_WORKFLOW_TYPE, failure_exception_types=[Exception])
 class RemediationPlanWorkflow:
     @workflow.run
     async def run(self, request: Any = None) -> Plan:

@@ -110,6 +110,19 @@ def _error_text(err: BaseException) -> str:
     return f"{kind}: {cause}" if str(cause) else kind
 
 
+async def _call(activity: str, arg: Any, model: type, **options: Any) -> Any:
+    """Run an activity and decode its result here, not in the SDK: an undecodable result
+    (say, from a worker of another version) then fails this call like any activity
+    error, instead of failing the whole run before its rollback."""
+    raw = await workflow.execute_activity(activity, arg, **options)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ApplicationError(f"{activity} returned an unreadable result: {err.error_count()} "
+                               f"problem(s), first: {err.errors()[0]['msg']}",
+                               type="UnreadableResult", non_retryable=True) from None
+
+
 def _failure_details(err: BaseException) -> list[Any]:
     """Details an activity attached to its failure (or its last heartbeat on timeout)."""
     cause = getattr(err, "cause", None)
@@ -140,7 +153,9 @@ def _failed_attempts(err: BaseException, spec: RetrySpec) -> int:
     return 1
 
 
-@workflow.defn(name=WORKFLOW_TYPE)
+# Any exception fails the run rather than its workflow task: a task retrying forever
+# looks like a hang to the on-call (core still fails the task on true nondeterminism).
+@workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[Exception])
 class RemediationWorkflow:
     @workflow.init
     def __init__(self, request: Any = None) -> None:
@@ -283,7 +298,7 @@ class RemediationWorkflow:
             diag = await self._read(act.DIAGNOSE, params, Diagnosis,
                                     f"Diagnose {t.project}: connector, SQL, services, LB, "
                                     "secrets, certificate (read-only)")
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             raise _PlanRefused(f"DiagnoseFailed: {_error_text(err)}", type="DiagnoseFailed") from err
         self._diagnosis = diag
         plan = build_plan(req, self._book, diag)
@@ -295,8 +310,8 @@ class RemediationWorkflow:
                                [p.model_dump() for p in plan.problems], type="PreflightFailed")
 
     async def _read(self, activity: str, params: Any, result_type: type, summary: str) -> Any:
-        return await workflow.execute_activity(
-            activity, params, result_type=result_type,
+        return await _call(
+            activity, params, result_type,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=_retry_policy(_READ_RETRY), summary=summary)
 
@@ -547,8 +562,8 @@ class RemediationWorkflow:
             if step.kind == "soak":
                 outcome = await self._soak(step, phase)
             else:
-                outcome = await workflow.execute_activity(
-                    step.activity, step.params, result_type=StepOutcome,
+                outcome = await _call(
+                    step.activity, step.params, StepOutcome,
                     start_to_close_timeout=step.start_to_close,
                     heartbeat_timeout=timedelta(seconds=step.heartbeat_s) if step.heartbeat_s else None,
                     retry_policy=_retry_policy(step.retry),
@@ -590,8 +605,8 @@ class RemediationWorkflow:
         rec.soak_clean_since = clean_since
         window_requests = window_errors = 0
         while True:
-            result: StepOutcome = await workflow.execute_activity(
-                step.activity, step.params, result_type=StepOutcome,
+            result: StepOutcome = await _call(
+                step.activity, step.params, StepOutcome,
                 start_to_close_timeout=step.start_to_close,
                 retry_policy=_retry_policy(step.retry),
                 summary=f"Soak sample {rec.soak_samples + 1}: GET {step.params.get('path')}")
@@ -632,7 +647,7 @@ class RemediationWorkflow:
             return await self._old_revisions()
         try:
             outcome = await self._run_step(spec.step, None)
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             # The remediation itself succeeded; a failed cleanup must not undo it.
             rec.detail = f"cleanup failed: {_error_text(err)}"
             return await self._old_revisions()
@@ -649,7 +664,7 @@ class RemediationWorkflow:
                     health_checks=[], backend_services=[], certificate=t.certificate,
                     required_secrets=[]),
                 Diagnosis, f"Read revisions of {t.backend_service} left in place (read-only)")
-        except ActivityError:
+        except (ActivityError, ApplicationError):
             return []
         svc = next((x for x in diag.run_services if x.name == t.backend_service), None)
         serving = {tr.revision for tr in svc.traffic} if svc else set()
@@ -681,17 +696,17 @@ class RemediationWorkflow:
                     detail="irreversible change; still in force"))
                 continue
             try:
-                undo: StepOutcome = await workflow.execute_activity(
+                undo: StepOutcome = await _call(
                     step.compensation,
                     CompensationInput(step_id=step.id, params=step.params, outcome=outcome),
-                    result_type=StepOutcome, start_to_close_timeout=timedelta(minutes=20),
+                    StepOutcome, start_to_close_timeout=timedelta(minutes=20),
                     heartbeat_timeout=timedelta(seconds=10),
                     retry_policy=_retry_policy(_COMPENSATION_RETRY),
                     activity_id=f"undo-{step.id}", summary=f"Undo {step.id}: {step.summary}")
                 rec.status = StepStatus.COMPENSATED
                 self._status.rollback_log.append(RollbackEntry(
                     at=workflow.now(), step_id=step.id, action="compensated", detail=undo.detail))
-            except ActivityError as err:
+            except Exception as err:  # noqa: BLE001 - one failed undo must not stop the rest
                 failures += 1
                 rec.status = StepStatus.COMPENSATION_FAILED
                 self._status.rollback_log.append(RollbackEntry(
@@ -709,17 +724,17 @@ class RemediationWorkflow:
     async def _notify(self, level: str, recipient: str, subject: str, body: str, *,
                       phase: int | None = None, gate: str | None = None) -> None:
         try:
-            out: NotifyOutcome = await workflow.execute_activity(
+            out: NotifyOutcome = await _call(
                 act.NOTIFY,
                 NotifyParams(run_id=workflow.info().workflow_id, incident_id=self._status.incident_id,
                              level=level if level != "hard_limit" else "breach", recipient=recipient,
                              subject=subject, body=body, channels=self._req.notifications),
-                result_type=NotifyOutcome, start_to_close_timeout=timedelta(seconds=30),
+                NotifyOutcome, start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3,
                                          maximum_interval=timedelta(seconds=10)),
                 summary=f"Notify {recipient}: {subject}"[:200])
             delivered = out.delivered
-        except ActivityError:
+        except (ActivityError, ApplicationError):
             # A dead notification channel must never block a gate or a rollback.
             delivered = []
         self._status.escalations.append(Escalation(

@@ -74,6 +74,8 @@ class FakeCloud:
     holding: dict[str, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
     # soak: queue of 503 counts for successive samples (empty -> 0)
     soak_503s: list[int] = field(default_factory=list)
+    # step ids whose compensation answers in a shape the workflow cannot decode
+    garbled_undo: set[str] = field(default_factory=set)
 
     def step_calls(self, name: str) -> list[str]:
         return [sid for a, sid in self.calls if a == name]
@@ -126,10 +128,12 @@ class FakeCloud:
                            after=copy.deepcopy(self.world[key]), attempt=info.attempt,
                            detail=f"{key} changed")
 
-    async def _restore(self, inp: CompensationInput) -> StepOutcome:
+    async def _restore(self, inp: CompensationInput) -> Any:
         info = activity.info()
         self.calls.append((info.activity_type, inp.step_id))
         self._inject(f"undo-{inp.step_id}")
+        if inp.step_id in self.garbled_undo:
+            return {"restored": "maybe"}  # e.g. a worker of another version
         key = inp.outcome.resource
         if self.world.get(key) == inp.outcome.before:
             return StepOutcome(changed=False, resource=key, before=inp.outcome.before,
@@ -275,7 +279,7 @@ class FakeCloud:
 
         def compensation(name: str) -> Callable:
             @activity.defn(name=name)
-            async def undo(inp: CompensationInput) -> StepOutcome:
+            async def undo(inp: CompensationInput) -> Any:
                 return await cloud._restore(inp)
             return undo
 

@@ -135,3 +135,25 @@ async def test_failed_compensation_fails_the_run_loudly(time_skipping_env):
     assert cloud.world["sql/netra-staging-db"]["tier"] == "db-custom-2-7680"
     report = info.value.cause.details[0]
     assert sorted(c["step_id"] for c in report["changes_left_in_place"]) == ["expand-sql", "scale-connector"]
+
+
+async def test_an_undecodable_compensation_result_does_not_stop_the_rollback(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.failures["check-secrets"] = [
+        ApplicationError("secret redis-url missing", type="StepFailed", non_retryable=True)]
+    cloud.garbled_undo = {"configure-backend"}
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"soak": FAST_SOAK}, tq)
+        await approve_when_pending(env, handle, "phase-1")
+        await approve_when_pending(env, handle, "phase-2")
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        st = await status(handle)
+    # The plain decoding exception neither hung the workflow task nor skipped the
+    # remaining compensations; the run fails loudly with the step still recorded.
+    assert info.value.cause.type == "RollbackIncomplete"
+    steps = {s.id: s.status for s in st.steps}
+    assert steps["configure-backend"] == StepStatus.COMPENSATION_FAILED
+    assert steps["route-traffic"] == StepStatus.COMPENSATED
+    assert steps["expand-sql"] == StepStatus.COMPENSATED
+    assert cloud.compensations()[-3:] == ["route-traffic", "deploy-incident-env", "expand-sql"]
