@@ -17,8 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runbook.messages import DEFAULT_TASK_QUEUE, SA_INCIDENT, SA_PHASE, SA_STATE
 
-START_HINT = "start it with `python -m devstack up` or set TEMPORAL_ADDRESS (or --address)"
-WORKER_HINT = ("start the worker: `python -m devstack up` runs the whole stack, or run "
+START_HINT = "start it with `./dev up` or set TEMPORAL_ADDRESS (or --address)"
+WORKER_HINT = ("start the worker: `./dev up` runs the whole stack, or run "
                "`python worker.py` with TEMPORAL_ADDRESS pointing at this server")
 
 

@@ -141,7 +141,7 @@ def start(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incide
     out.print(f"  approve the plan: runbook approve {started.workflow_id} --gate phase-1 --approver <you>")
     if not started.worker_seen:
         err.print(Text(f"warning: no worker is polling task queue {settings.task_queue!r}; the run "
-                       "will wait until one starts (`python -m devstack up` or `python worker.py`)",
+                       "will wait until one starts (`./dev up` or `python worker.py`)",
                        style="yellow"))
 
 

@@ -74,6 +74,9 @@ def _start_run(cfg: StackConfig, incident: str, requested_by: str | None) -> Non
 def _banner(cfg: StackConfig) -> None:
     env = "" if cfg.temporal_port == 7233 else f"TEMPORAL_ADDRESS={cfg.temporal_address} "
     ui = "" if cfg.ui_port == 8233 else f" --ui-url {cfg.ui_url}"
+    # The `runbook` command lives in this virtual environment.
+    in_venv = sys.prefix != sys.base_prefix
+    activate = f"source {Path(sys.prefix) / 'bin' / 'activate'}\n  " if in_venv else ""
     print(f"""
 Stack is up.
   Temporal Web UI : {cfg.ui_url}/namespaces/{cfg.namespace}/workflows
@@ -82,7 +85,7 @@ Stack is up.
   Logs            : {cfg.data / 'logs'}
 
 Next, in another terminal:
-  {env}runbook{ui} start --incident 1278
+  {activate}{env}runbook{ui} start --incident 1278
 
 Press Ctrl-C to stop everything.""", flush=True)
 

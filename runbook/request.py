@@ -105,8 +105,8 @@ class Targets(_Strict):
 class DesiredState(_Strict):
     # VPC connector (documented: min 2-9, max 3-10, min < max).
     connector_machine_type: str = "e2-standard-4"
-    connector_min_instances: Annotated[int, Field(ge=2, le=9)] = 3
-    connector_max_instances: Annotated[int, Field(ge=3, le=10)] = 10
+    connector_min_instances: int = 3
+    connector_max_instances: int = 10
     # Cloud SQL.
     sql_tier: str = "db-custom-2-7680"
     sql_max_connections: Annotated[int, Field(ge=14, le=262143)] = 300
@@ -147,6 +147,16 @@ class DesiredState(_Strict):
                 f"{', '.join(named)} look(s) like credentials: a request is recorded in "
                 "workflow history, so reference a Secret Manager secret in the service "
                 "instead of passing a value here")
+        return v
+
+    @field_validator("connector_min_instances", "connector_max_instances")
+    @classmethod
+    def _connector_range(cls, v: int, info) -> int:
+        lo, hi = (2, 9) if info.field_name == "connector_min_instances" else (3, 10)
+        if not lo <= v <= hi:
+            raise ValueError(
+                f"{v} is outside the documented range {lo}-{hi} for a Serverless VPC Access "
+                "connector (min 2-9, max 3-10, min < max; connectors do not scale down)")
         return v
 
     @field_validator("connector_machine_type")

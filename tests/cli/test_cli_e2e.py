@@ -191,4 +191,4 @@ def test_live_errors_name_the_next_step(cli):
     assert r.code == 1 and "no run with id" in r.err and "runbook list" in r.err
     r = cli("--task-queue", "nobody-polls-this", "plan")
     assert r.code == 1 and "no worker is polling task queue 'nobody-polls-this'" in r.err
-    assert "python -m devstack up" in r.err
+    assert "./dev up" in r.err

@@ -24,7 +24,7 @@ def test_server_unreachable_says_how_to_start_it(offline_cli):
     r = offline_cli("status", "remediation-1278-abc123")
     assert r.code == 1
     assert "cannot reach the Temporal server" in r.err and "connection refused" in r.err
-    assert "python -m devstack up" in r.err and "TEMPORAL_ADDRESS" in r.err
+    assert "./dev up" in r.err and "TEMPORAL_ADDRESS" in r.err
     assert "Traceback" not in r.text
 
 
