@@ -1,4 +1,5 @@
-"""`python -m devstack up`: everything healthy, one line to type next, clean stop."""
+"""`./dev up`, the README's first command: everything healthy, one line to type next,
+clean stop."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _alive(pid: int) -> bool:
 
 def test_up_waits_for_health_prints_next_step_and_stops_cleanly(tmp_path):
     ports = {"--temporal-port": free_port(), "--ui-port": free_port(), "--sim-port": free_port()}
-    argv = [sys.executable, "-m", "devstack", "up", "--data-dir", str(tmp_path / "data")]
+    # Exactly the README's command; ./dev execs into `python -m devstack up`.
+    argv = [str(REPO / "dev"), "up", "--data-dir", str(tmp_path / "data")]
     for flag, port in ports.items():
         argv += [flag, str(port)]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
