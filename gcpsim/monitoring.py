@@ -1,15 +1,19 @@
-"""Cloud Monitoring v3: alert policies create/list/get/patch/delete, notification channels list.
+"""Cloud Monitoring v3: alert policies create/list/get/patch/delete, notification channels list,
+and ``timeSeries.list`` for two metrics answered from the health model.
 
 Changes are synchronous in the real API, so mutations are logged at acceptance.
 """
 from __future__ import annotations
 
 import copy
+import math
 import re
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from . import health_model
 from .context import Sim, public
 from .errors import invalid, not_found
 from .http_util import page, read_json
@@ -216,3 +220,122 @@ async def get_channel(p: str, c: str, request: Request):
     if ch is None:
         raise not_found(f"Notification channel {c}")
     return public(ch)
+
+
+# --- time series (read-only, answered from the health model) ---------------------------
+
+CONNECTOR_UTILISATION = "vpcaccess.googleapis.com/connector/cpu/utilizations"
+SQL_BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
+_TERM = re.compile(r'\s*(?:AND\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*(=|!=)\s*"([^"]*)"\s*')
+_LABEL_FIELD = re.compile(r"(resource|metric)\.labels?\.([A-Za-z0-9_]+)")
+_UNSUPPORTED_PARAMS = ("aggregation.", "secondaryAggregation.")
+
+
+def _parse_series_filter(expr: str) -> list[tuple[str, str, str]]:
+    """``field = "v"`` / ``field != "v"`` terms joined by AND (explicit or implicit, as GCP
+    accepts). Fields: metric.type, resource.type, resource.label(s).K, metric.label(s).K."""
+    terms, pos = [], 0
+    expr = expr.strip()
+    while pos < len(expr):
+        m = _TERM.match(expr, pos)
+        if not m or m.end() == pos:
+            raise invalid(f"filter: cannot parse '{expr[pos:]}' (the simulator supports "
+                          'field = "value" terms joined by AND).', "filter")
+        field, op, value = m.groups()
+        if field not in ("metric.type", "resource.type") and not _LABEL_FIELD.fullmatch(field):
+            raise invalid(f"filter: unknown field '{field}'.", "filter")
+        terms.append((field, op, value))
+        pos = m.end()
+    if sum(1 for f, op, _ in terms if f == "metric.type" and op == "=") != 1:
+        raise invalid('filter: must specify exactly one metric type (metric.type = "...").', "filter")
+    return terms
+
+
+def _timestamp(request: Request, param: str, required: bool) -> float | None:
+    raw = request.query_params.get(param)
+    if not raw:
+        if required:
+            raise invalid(f"{param}: required.", param)
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise invalid(f"{param}: '{raw}' is not an RFC 3339 timestamp.", param) from exc
+    if parsed.tzinfo is None:
+        raise invalid(f"{param}: '{raw}' needs a time zone (e.g. 'Z').", param)
+    return parsed.timestamp()
+
+
+def _series(sim: Sim, project: str) -> list[dict[str, Any]]:
+    """Every series the model can answer now (metric, resource, kind, value)."""
+    figures = health_model.compute(sim)
+    out: list[dict[str, Any]] = []
+    vpc, db = figures["connector"], figures["database"]
+    conn = sim.store.get("vpcaccess", vpc["name"]) if vpc.get("name") else None
+    # A connector that is missing, CREATING, DELETING or in ERROR reports no data.
+    if vpc.get("available") and conn and vpc["name"].startswith(f"projects/{project}/"):
+        parts = vpc["name"].split("/")
+        out.append({"metric": {"type": CONNECTOR_UTILISATION, "labels": {}},
+                    "resource": {"type": "vpc_access_connector",
+                                 "labels": {"resource_container": project, "location": parts[3],
+                                            "connector_name": parts[5]}},
+                    "metricKind": "GAUGE", "valueType": "DOUBLE",
+                    "value": {"doubleValue": vpc["utilisation"]}})
+    inst = sim.store.get("sqladmin", db["instance"]) if db.get("instance") else None
+    # An instance in MAINTENANCE (restarting) has no backends to count: no data.
+    if db.get("available") and inst and inst.get("project") == project:
+        in_use = math.ceil(min(db["demand_connections"], db["max_connections"]))
+        out.append({"metric": {"type": SQL_BACKENDS, "labels": {}},
+                    "resource": {"type": "cloudsql_database",
+                                 "labels": {"project_id": project,
+                                            "database_id": f"{project}:{inst['name']}",
+                                            "region": inst.get("region", "")}},
+                    "metricKind": "GAUGE", "valueType": "INT64",
+                    "value": {"int64Value": str(in_use)}})
+    return out
+
+
+def _matches(series: dict[str, Any], terms: list[tuple[str, str, str]]) -> bool:
+    for field, op, want in terms:
+        if field in ("metric.type", "resource.type"):
+            got = series[field.split(".")[0]]["type"]
+        else:
+            kind, key = _LABEL_FIELD.fullmatch(field).groups()
+            got = series[kind]["labels"].get(key)
+        if (op == "=") != (got == want):
+            return False
+    return True
+
+
+@router.get("/v3/projects/{p}/timeSeries")
+async def list_time_series(p: str, request: Request):
+    """``projects.timeSeries.list``. The simulator keeps no history: each matching series has
+    one point, the model's figure now, stamped at the simulated now clamped into the interval."""
+    sim = _sim(request)
+    for param in request.query_params:
+        if param.startswith(_UNSUPPORTED_PARAMS):
+            raise invalid(f"{param}: aggregation is not supported by the simulator.", param)
+    if not request.query_params.get("filter"):
+        raise invalid("filter: required.", "filter")
+    terms = _parse_series_filter(request.query_params["filter"])
+    end = _timestamp(request, "interval.endTime", required=True)
+    start = _timestamp(request, "interval.startTime", required=False)
+    if start is not None and start > end:
+        raise invalid("interval.startTime: must not be later than interval.endTime.", "interval.startTime")
+    view = request.query_params.get("view", "FULL")
+    if view not in ("FULL", "HEADERS"):
+        raise invalid(f"view: '{view}' is not one of ['FULL', 'HEADERS'].", "view")
+    stamp = sim.iso(min(max(sim.now(), end if start is None else start), end))
+    items = []
+    for series in _series(sim, sim.project_id(p)):
+        if not _matches(series, terms):
+            continue
+        value = series.pop("value")
+        if view == "FULL":
+            series["points"] = [{"interval": {"startTime": stamp, "endTime": stamp}, "value": value}]
+        items.append(series)
+    chunk, nxt = page(items, request)
+    out: dict[str, Any] = {"timeSeries": chunk} if chunk else {}  # no data: an empty object
+    if nxt:
+        out["nextPageToken"] = nxt
+    return out

@@ -193,6 +193,10 @@ class VerifyInfrastructureParams(BaseModel):
     connector_machine_type: str | None = None
     connector_min_instances: int | None = None
     connector_max_instances: int | None = None
+    # RUNBOOK phase 1 success criteria, judged on the latest Cloud Monitoring point of the
+    # last 5 minutes: fail at or above these fractions.
+    max_connector_utilisation: float = 0.70
+    max_db_connection_use: float = 0.75
 
 
 # --- phase 2 --------------------------------------------------------------------------

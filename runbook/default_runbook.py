@@ -126,13 +126,16 @@ def _phase_1(req: RemediationRequest) -> list[StepSpec]:
         ),
         StepSpec(
             id="verify-infrastructure", activity=act.VERIFY_INFRASTRUCTURE, kind="read",
-            summary="Verify phase 1: connector READY < 70%, SQL healthy, single revision",
+            summary=("Verify phase 1: connector READY at size and under 70% utilised, "
+                     "SQL under 75% of connections, one revision at 100%"),
             params=VerifyInfrastructureParams(project=t.project, region=t.region,
                                               connector=t.connector, sql_instance=t.sql_instance,
                                               service=t.backend_service,
                                               connector_machine_type=d.connector_machine_type,
                                               connector_min_instances=d.connector_min_instances,
                                               connector_max_instances=d.connector_max_instances,
+                                              max_connector_utilisation=0.70,
+                                              max_db_connection_use=0.75,
                                               ).model_dump(),
             retry=_PROBE_RETRY,
         ),

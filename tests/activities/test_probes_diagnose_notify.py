@@ -28,7 +28,7 @@ from runbook.default_runbook import alert_policy_names, build_runbook
 from runbook.request import RemediationRequest
 
 from .conftest import Runner
-from .world import BACKEND, CONNECTOR, P, R, SQL
+from .world import BACKEND, CONNECTOR, CONNECTOR_NAME, P, R, SQL, SQL_KEY
 
 REQ = RemediationRequest()
 VERIFY = VerifyInfrastructureParams(project=P, region=R, connector=CONNECTOR, sql_instance=SQL,
@@ -67,7 +67,79 @@ async def test_verify_fails_on_the_broken_world_naming_the_problem(sim, clients,
         await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
     assert err.value.type == "StepFailed" and err.value.non_retryable
     assert "not one revision at 100%" in err.value.message
-    assert len(err.value.details[0]["service"]["serving"]) == 2
+    figures = err.value.details[0]
+    assert len(figures["service"]["serving"]) == 2
+    # Cloud Monitoring: 375 Mbps through 3 x e2-micro (300 Mbps).
+    assert figures["connector_utilisation"] == 1.25
+    assert f"connector {CONNECTOR_NAME} utilisation is 125% (1.25), not under 70%" \
+        in err.value.message
+    # The default world runs on the tier's max_connections: no flag, so not judged.
+    assert figures["db_connections_in_use"] == 100
+    assert figures["db_connection_use"] == "not judged: no max_connections flag"
+    assert "connections" not in err.value.message
+
+
+def _seed(sim, edit) -> None:
+    """Reset the simulator to the default world changed by ``edit(state)``."""
+    state = sim.state()
+    edit(state)
+    sim.http.post("/_sim/reset", json=state).raise_for_status()
+
+
+async def test_verify_fails_on_a_right_sized_but_over_utilised_connector(sim, clients,
+                                                                          runner) -> None:
+    def edit(state: dict) -> None:
+        state["vpcaccess"][CONNECTOR_NAME] |= {"machineType": "e2-standard-4", "minInstances": 3,
+                                               "maxInstances": 10}
+        state["app"]["model"] = {"egress_demand_mbps": 12800}  # 80% of 10 x 1600 Mbps
+
+    _seed(sim, edit)
+    wanted = VERIFY.model_copy(update={"connector_machine_type": "e2-standard-4",
+                                       "connector_min_instances": 3,
+                                       "connector_max_instances": 10})
+    with pytest.raises(ApplicationError) as err:
+        await runner(DiagnoseActivities(clients).verify_infrastructure, wanted)
+    assert err.value.type == "StepFailed" and err.value.non_retryable
+    assert "utilisation is 80% (0.8), not under 70%" in err.value.message
+    assert "expected" not in err.value.message  # the size is right
+    figures = err.value.details[0]
+    assert figures["connector_utilisation"] == 0.8
+    assert figures["limits"] == {"connector_utilisation": 0.7, "db_connection_use": 0.75}
+    assert figures["measured_at"]["connector"]
+
+
+async def test_verify_fails_when_database_connections_are_near_max(sim, clients,
+                                                                   runner) -> None:
+    def edit(state: dict) -> None:
+        state["sqladmin"][SQL_KEY]["settings"]["databaseFlags"] = [
+            {"name": "max_connections", "value": "160"}]
+
+    _seed(sim, edit)
+    with pytest.raises(ApplicationError) as err:
+        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+    # Pools want 142.5 connections: 143 of 160 is 89%.
+    assert f"Cloud SQL {SQL} uses 143 of 160 connections (89%), not under 75%" \
+        in err.value.message
+    assert err.value.details[0]["db_connection_use"] == round(143 / 160, 4)
+
+
+async def test_verify_does_not_fail_without_data_points(sim, clients, runner) -> None:
+    # Nothing routes through the connector: Cloud Monitoring has no points for it.
+    _seed(sim, lambda state: state["app"].update(routes={}))
+    with pytest.raises(ApplicationError) as err:  # the 50/50 split still fails it
+        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+    figures = err.value.details[0]
+    assert figures["connector_utilisation"] == "no data yet"
+    assert figures["measured_at"]["connector"] is None
+    assert "utilisation" not in err.value.message
+
+
+async def test_verify_monitoring_outage_is_retryable(sim, clients, runner) -> None:
+    sim.fault(api="monitoring", kind="http", status=503, resource="/timeSeries", count=1)
+    with pytest.raises(ApplicationError) as err:
+        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+    assert err.value.type == "Unavailable" and not err.value.non_retryable
+    assert "timeSeries" in err.value.message
 
 
 async def test_verify_names_a_connector_short_of_the_desired_size(sim, clients, runner) -> None:
@@ -106,6 +178,11 @@ async def test_probes_see_503s_before_and_none_after_the_remediation(sim, settin
                            "max_latency_ms": sample.data["max_latency_ms"]}
     verified = await Runner()(acts["verify_infrastructure"], VERIFY)
     assert "serves 100%" in verified.detail
+    # RUNBOOK phase 1 criteria, measured through Cloud Monitoring.
+    assert 0 < verified.data["connector_utilisation"] < 0.7
+    assert verified.data["sql"]["max_connections"] == 300
+    assert 0 < verified.data["db_connection_use"] < 0.75
+    assert "utilisation 2%" in verified.detail and "connection use" in verified.detail
 
 
 async def test_websocket_probe_fails_on_injected_503(sim, settings) -> None:

@@ -1,0 +1,132 @@
+"""Cloud Monitoring ``timeSeries.list`` through the real discovery client: the connector's
+utilisation and the database's connections come from the health model at simulated now."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from gcpsim_helpers import CONNECTOR, PROJECT, add_fault, advance, discovery, raw
+from googleapiclient.errors import HttpError
+
+CPU = "vpcaccess.googleapis.com/connector/cpu/utilizations"
+BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
+CONNECTOR_FILTER = f'metric.type = "{CPU}" AND resource.label.connector_name = "staging-connector"'
+SQL_FILTER = (f'metric.type = "{BACKENDS}" AND resource.type = "cloudsql_database" '
+              f'AND resource.label.database_id = "{PROJECT}:netra-staging-db"')
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window(minutes: int = 5) -> tuple[str, str]:
+    end = datetime.now(timezone.utc)
+    return _rfc3339(end - timedelta(minutes=minutes)), _rfc3339(end)
+
+
+def series(sim, flt: str, **kw) -> dict:
+    start, end = window()
+    params = {"interval_startTime": start, "interval_endTime": end, "view": "FULL"} | kw
+    mon = discovery(sim, "monitoring", "v3")
+    return mon.projects().timeSeries().list(name=f"projects/{PROJECT}", filter=flt, **params).execute()
+
+
+def value(sim, flt: str) -> float:
+    (ts,) = series(sim, flt)["timeSeries"]
+    (point,) = ts["points"]
+    v = point["value"]
+    return float(v["doubleValue"]) if "doubleValue" in v else int(v["int64Value"])
+
+
+def test_request_uses_the_discovery_query_parameters(sim):
+    mon = discovery(sim, "monitoring", "v3")
+    req = mon.projects().timeSeries().list(name=f"projects/{PROJECT}", filter=CONNECTOR_FILTER,
+                                           interval_startTime="a", interval_endTime="b", view="FULL")
+    assert f"/v3/projects/{PROJECT}/timeSeries?" in req.uri
+    assert "interval.startTime=a" in req.uri and "interval.endTime=b" in req.uri
+
+
+def test_default_world_connector_over_capacity_and_database_saturated(sim):
+    start, end = window()
+    out = series(sim, CONNECTOR_FILTER)
+    assert out == {"timeSeries": [{
+        "metric": {"type": CPU, "labels": {}},
+        "resource": {"type": "vpc_access_connector",
+                     "labels": {"resource_container": PROJECT, "location": "us-central1",
+                                "connector_name": "staging-connector"}},
+        "metricKind": "GAUGE", "valueType": "DOUBLE",
+        "points": out["timeSeries"][0]["points"]}]}
+    point = out["timeSeries"][0]["points"][0]
+    assert point["value"] == {"doubleValue": 1.25}  # 375 Mbps over 3 x e2-micro (300 Mbps)
+    # The simulator keeps no history: one point, stamped inside the requested interval.
+    stamp = point["interval"]["endTime"]
+    assert point["interval"]["startTime"] == stamp
+    assert datetime.fromisoformat(start) <= datetime.fromisoformat(stamp) <= datetime.fromisoformat(end)
+
+    sql = series(sim, SQL_FILTER)["timeSeries"][0]
+    assert (sql["metricKind"], sql["valueType"]) == ("GAUGE", "INT64")
+    assert sql["resource"]["labels"]["database_id"] == f"{PROJECT}:netra-staging-db"
+    # Pools want 142.5 connections; Postgres admits max_connections (tier default 100).
+    assert sql["points"][0]["value"] == {"int64Value": "100"}
+    figures = sim.admin("GET", "/_sim/app")
+    assert figures["database"]["demand_connections"] > figures["database"]["max_connections"] == 100
+
+
+def test_figures_drop_after_the_connector_and_sql_are_expanded(sim):
+    assert value(sim, CONNECTOR_FILTER) > 1
+    assert value(sim, SQL_FILTER) / 100 >= 1
+    vpc = discovery(sim, "vpcaccess", "v1")
+    vpc.projects().locations().connectors().patch(
+        name=CONNECTOR, updateMask="minInstances,maxInstances,machineType",
+        body={"minInstances": 3, "maxInstances": 10, "machineType": "e2-standard-4"}).execute()
+    discovery(sim, "sqladmin", "v1").instances().patch(
+        project=PROJECT, instance="netra-staging-db", body={"settings": {
+            "tier": "db-custom-2-7680",
+            "databaseFlags": [{"name": "max_connections", "value": "300"}]}}).execute()
+    # While the tier change restarts the instance there are no backends to count.
+    advance(sim, 10)
+    assert series(sim, SQL_FILTER) == {}
+    advance(sim, 400)
+    assert value(sim, CONNECTOR_FILTER) == pytest.approx(375 / 16000, abs=1e-4)
+    in_use = value(sim, SQL_FILTER)
+    assert in_use == 143 and in_use / 300 < 0.75  # ceil(142.5): every pool now fits
+
+
+def test_filters_select_series_and_unknown_metrics_have_no_data(sim):
+    assert series(sim, f'metric.type = "{CPU}" AND resource.label.connector_name = "other"') == {}
+    assert series(sim, f'metric.type="{CPU}" resource.type="vpc_access_connector"')["timeSeries"]
+    assert series(sim, f'metric.type = "{BACKENDS}" AND resource.labels.region = "us-central1"')
+    assert series(sim, 'metric.type = "run.googleapis.com/request_count"') == {}
+    headers = series(sim, CONNECTOR_FILTER, view="HEADERS")["timeSeries"][0]
+    assert "points" not in headers and headers["valueType"] == "DOUBLE"
+
+
+@pytest.mark.parametrize("flt, params, field", [
+    ('resource.type = "vpc_access_connector"', {}, "filter"),
+    (f'metric.type = "{CPU}" OR resource.type = "x"', {}, "filter"),
+    (f'metric.type = "{CPU}" AND foo.bar = "x"', {}, "filter"),
+    (CONNECTOR_FILTER, {"interval_startTime": "2030-01-01T00:00:00Z"}, "interval.startTime"),
+    (CONNECTOR_FILTER, {"interval_endTime": "yesterday"}, "interval.endTime"),
+    (CONNECTOR_FILTER, {"aggregation_perSeriesAligner": "ALIGN_MEAN"},
+     "aggregation.perSeriesAligner"),
+])
+def test_malformed_requests_are_invalid_argument_naming_the_field(sim, flt, params, field):
+    with pytest.raises(HttpError) as err:
+        series(sim, flt, **params)
+    assert err.value.status_code == 400 and field in str(err.value)
+
+
+def test_end_time_is_required(sim):
+    status, body = raw(sim, "GET", f"/v3/projects/{PROJECT}/timeSeries?filter=metric.type%3D%22{CPU}%22")
+    assert status == 400 and body["error"]["details"][0]["metadata"]["field"] == "interval.endTime"
+
+
+def test_http_faults_apply_to_time_series(sim):
+    fault = add_fault(sim, api="monitoring", method="GET", resource="/timeSeries", kind="http",
+                      status=503, count=1)
+    with pytest.raises(HttpError) as err:
+        series(sim, CONNECTOR_FILTER)
+    assert err.value.status_code == 503
+    assert value(sim, CONNECTOR_FILTER) == 1.25
+    assert [f["fired"] for f in sim.admin("GET", "/_sim/faults")["faults"]
+            if f["id"] == fault["id"]] == [1]
