@@ -102,6 +102,12 @@ class RunServiceState(BaseModel):
     max_instances: int = 100
     timeout_s: int = 300
 
+    def old_revisions(self) -> list[str]:
+        """Revisions nothing routes to: neither named in the traffic split nor the latest
+        ready one (which LATEST resolves to). What the cleanup step deletes."""
+        serving = {t.revision for t in self.traffic} | {self.latest_ready_revision}
+        return [r for r in self.revisions if r not in serving]
+
 
 class HealthCheckState(BaseModel):
     name: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 from runbook import activity_names as act
 from runbook.activity_io import (
     AlertPolicyParams,
+    DiagnoseParams,
     BackendServiceTimeoutParams,
     CertificateParams,
     CheckSecretsParams,
@@ -134,8 +135,6 @@ def _phase_1(req: RemediationRequest) -> list[StepSpec]:
                                               connector_machine_type=d.connector_machine_type,
                                               connector_min_instances=d.connector_min_instances,
                                               connector_max_instances=d.connector_max_instances,
-                                              max_connector_utilisation=0.70,
-                                              max_db_connection_use=0.75,
                                               ).model_dump(),
             retry=_PROBE_RETRY,
         ),
@@ -215,6 +214,16 @@ def _alert_policies(req: RemediationRequest) -> list[AlertPolicyParams]:
 
 def alert_policy_names(req: RemediationRequest) -> list[str]:
     return [p.display_name for p in _alert_policies(req)]
+
+
+def diagnose_params(req: RemediationRequest) -> DiagnoseParams:
+    """What the read-only diagnosis reads: every target the runbook may change."""
+    t = req.targets
+    return DiagnoseParams(
+        project=t.project, region=t.region, connector=t.connector, sql_instance=t.sql_instance,
+        run_services=[t.backend_service, t.auth_service], health_checks=list(t.health_checks),
+        backend_services=t.backend_services, certificate=t.certificate,
+        required_secrets=t.required_secrets, alert_policy_names=alert_policy_names(req))
 
 
 def _phase_3(req: RemediationRequest) -> list[StepSpec]:

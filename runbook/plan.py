@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from runbook import activity_names as act
 from runbook.activity_io import Diagnosis, RunServiceState
 from runbook.definition import Runbook, StepSpec
-from runbook.request import RemediationRequest
+from runbook.request import FieldProblem, RemediationRequest
 
 
 class PlannedChange(BaseModel):
@@ -27,9 +27,9 @@ class PlannedChange(BaseModel):
     reversible: bool
 
 
-class PreflightProblem(BaseModel):
-    field: str
-    reason: str
+# A value Google would refuse, found against the current state: same shape as a request
+# field problem, so one description serves both.
+PreflightProblem = FieldProblem
 
 
 class Plan(BaseModel):
@@ -107,8 +107,10 @@ def _changes_for(step: StepSpec, diag: Diagnosis) -> list[PlannedChange]:
     elif step.activity == act.DELETE_OLD_REVISIONS:
         svc = _service(diag, p["service"])
         if svc is not None:
-            old = [r for r in svc.revisions if r != svc.latest_ready_revision]
-            if old:
+            # A prediction, unlike RunServiceState.old_revisions() (today's state): phase 1
+            # routes everything to a new revision, so every revision existing now is old
+            # by the time cleanup runs.
+            if [r for r in svc.revisions if r != svc.latest_ready_revision]:
                 add(svc.name, "revisions", sorted(svc.revisions), "only the serving revision")
     return out
 

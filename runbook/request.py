@@ -288,6 +288,10 @@ class FieldProblem(BaseModel):
     reason: str
 
 
+def describe_problems(problems: list[FieldProblem]) -> str:
+    return "; ".join(f"{p.field}: {p.reason}" for p in problems)
+
+
 def request_problems(raw: object) -> tuple[RemediationRequest | None, list[FieldProblem]]:
     """Validate a raw request; return the model or every problem, each naming its field."""
     if raw is None:

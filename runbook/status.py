@@ -118,6 +118,7 @@ class PhaseRecord(BaseModel):
     budget_s: int
     hard_limit_s: int
     escalation: list[str]
+    success_criteria: list[str] = Field(default_factory=list)
     status: str = "PENDING"  # PENDING | RUNNING | SUCCEEDED | FAILED | ROLLED_BACK
     started_at: datetime | None = None
     finished_at: datetime | None = None

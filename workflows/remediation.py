@@ -18,21 +18,21 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
+from workflows.activity_calls import COMPENSATION_RETRY, call, diagnose, retry_policy
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from runbook import activity_names as act
     from runbook.activity_io import (
         CompensationInput,
-        Diagnosis,
-        DiagnoseParams,
         ErrorRateSample,
         MutationCheckpoint,
         NotifyOutcome,
         NotifyParams,
         StepOutcome,
     )
-    from runbook.default_runbook import alert_policy_names, build_runbook
+    from runbook.default_runbook import build_runbook
     from runbook.definition import GateSpec, PhaseSpec, RetrySpec, StepSpec
     from runbook.messages import (
         QUERY_STATUS,
@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         GateRejection,
     )
     from runbook.plan import build_plan
-    from runbook.request import RemediationRequest, request_problems
+    from runbook.request import describe_problems, request_problems
     from runbook.status import (
         Approval,
         Escalation,
@@ -61,17 +61,12 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         StepRecord,
         StepStatus,
+        TERMINAL_STATES,
     )
     from workflows import search_attributes as sa
     from workflows.current_details import render_current_details
     from workflows.gate_rules import approval_problem, rejection_problem
     from workflows.report import build_report
-
-_COMPENSATION_RETRY = RetrySpec(initial_interval_s=2, maximum_interval_s=60, maximum_attempts=10,
-                                non_retryable_error_types=["InvalidArgument", "PermissionDenied"])
-_READ_RETRY = RetrySpec(initial_interval_s=2, maximum_interval_s=30, maximum_attempts=5,
-                        non_retryable_error_types=["InvalidArgument", "PermissionDenied", "NotFound"])
-
 
 class _Stop(Exception):
     """A decision (reject, abort, gate timeout) that ends the run with a rollback."""
@@ -86,16 +81,6 @@ class _PhaseFailed(Exception):
     pass
 
 
-def _retry_policy(spec: RetrySpec) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=spec.initial_interval_s),
-        backoff_coefficient=spec.backoff_coefficient,
-        maximum_interval=timedelta(seconds=spec.maximum_interval_s),
-        maximum_attempts=spec.maximum_attempts,
-        non_retryable_error_types=spec.non_retryable_error_types,
-    )
-
-
 def _error_text(err: BaseException) -> str:
     """The typed error an activity raised (its ApplicationError, not the library
     exception kept as its cause), else the innermost cause."""
@@ -108,19 +93,6 @@ def _error_text(err: BaseException) -> str:
             cause = cause.cause  # type: ignore[assignment]
     kind = getattr(cause, "type", None) or type(cause).__name__
     return f"{kind}: {cause}" if str(cause) else kind
-
-
-async def _call(activity: str, arg: Any, model: type, **options: Any) -> Any:
-    """Run an activity and decode its result here, not in the SDK: an undecodable result
-    (say, from a worker of another version) then fails this call like any activity
-    error, instead of failing the whole run before its rollback."""
-    raw = await workflow.execute_activity(activity, arg, **options)
-    try:
-        return model.model_validate(raw)
-    except ValidationError as err:
-        raise ApplicationError(f"{activity} returned an unreadable result: {err.error_count()} "
-                               f"problem(s), first: {err.errors()[0]['msg']}",
-                               type="UnreadableResult", non_retryable=True) from None
 
 
 def _failure_details(err: BaseException) -> list[Any]:
@@ -184,7 +156,7 @@ class RemediationWorkflow:
             self._status.phases.append(PhaseRecord(
                 number=phase.number, title=phase.title, owner=phase.owner,
                 budget_s=phase.budget_s, hard_limit_s=phase.hard_limit_s,
-                escalation=phase.escalation))
+                escalation=phase.escalation, success_criteria=phase.success_criteria))
             for step in phase.steps:
                 self._add_step(step, phase.number)
         self._add_gate(self._book.cleanup.gate)
@@ -209,7 +181,7 @@ class RemediationWorkflow:
         s = self._status
         s.started_at = workflow.now()
         if self._req is None:
-            reason = "; ".join(f"{p.field}: {p.reason}" for p in self._problems)
+            reason = describe_problems(self._problems)
             self._finish(RunState.FAILED, f"invalid request: {reason}")
             raise ApplicationError(f"InvalidRequest: {reason}",
                                    [p.model_dump() for p in self._problems],
@@ -279,49 +251,30 @@ class RemediationWorkflow:
             self._published = wanted
         workflow.set_current_details(render_current_details(s))
 
-    def _set_state(self, state: RunState) -> None:
-        if self._status.state != state:
-            self._status.state = state
-            self._publish()
-
     # ---------------------------------------------------------------- plan ---------------
 
     async def _plan(self) -> None:
-        req, t = self._req, self._req.targets
-        params = DiagnoseParams(
-            project=t.project, region=t.region, connector=t.connector,
-            sql_instance=t.sql_instance, run_services=[t.backend_service, t.auth_service],
-            health_checks=list(t.health_checks), backend_services=t.backend_services,
-            certificate=t.certificate, required_secrets=t.required_secrets,
-            alert_policy_names=alert_policy_names(req))
+        req = self._req
         try:
-            diag = await self._read(act.DIAGNOSE, params, Diagnosis,
-                                    f"Diagnose {t.project}: connector, SQL, services, LB, "
-                                    "secrets, certificate (read-only)")
+            diag = await diagnose(req, f"Diagnose {req.targets.project}: connector, SQL, "
+                                       "services, LB, secrets, certificate (read-only)")
         except (ActivityError, ApplicationError) as err:
             raise _PlanRefused(f"DiagnoseFailed: {_error_text(err)}", type="DiagnoseFailed") from err
-        self._diagnosis = diag
         plan = build_plan(req, self._book, diag)
         self._status.plan = plan
         self._publish()
         if plan.problems:
-            reason = "; ".join(f"{p.field}: {p.reason}" for p in plan.problems)
+            reason = describe_problems(plan.problems)
             raise _PlanRefused(f"PreflightFailed: {reason}",
                                [p.model_dump() for p in plan.problems], type="PreflightFailed")
 
-    async def _read(self, activity: str, params: Any, result_type: type, summary: str) -> Any:
-        return await _call(
-            activity, params, result_type,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=_retry_policy(_READ_RETRY), summary=summary)
-
     # ---------------------------------------------------------------- gates --------------
 
-    async def _await_gate(self, spec: GateSpec, chain: list[str], phase: int | None) -> bool:
-        """Wait for a gate's decision with reminder, escalation and timeout on timers.
+    async def _await_gate(self, spec: GateSpec, chain: list[str], phase: int | None) -> None:
+        """Wait for a gate's approval with reminder, escalation and timeout on timers.
 
-        Returns True when approved; rejection, abort and timeout raise ``_Stop`` (the
-        cleanup gate's caller turns a rejection or timeout into a skip)."""
+        Rejection, abort and timeout raise ``_Stop`` (the cleanup gate's caller turns a
+        rejection or timeout into a skip)."""
         g = self._gates[spec.id]
         now = workflow.now()
         g.status, g.opened_at = "OPEN", now
@@ -329,7 +282,7 @@ class RemediationWorkflow:
         g.escalate_at = now + timedelta(seconds=spec.escalate_after_s)
         g.timeout_at = now + timedelta(seconds=spec.timeout_s)
         self._status.pending_gate = g
-        self._set_state(RunState.AWAITING_APPROVAL)
+        self._status.state = RunState.AWAITING_APPROVAL
         self._publish()
         deadlines = [(g.remind_at, "reminder", chain[0]),
                      (g.escalate_at, "escalation", chain[min(1, len(chain) - 1)]),
@@ -364,12 +317,15 @@ class RemediationWorkflow:
             g.status, g.closed_at = "ABORTED", workflow.now()
         self._publish()
         if g.status == "APPROVED":
-            return True
+            return
         if self._abort is not None:
-            raise _Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}")
+            raise self._aborted()
         if g.status == "REJECTED":
             raise _Stop(RunState.REJECTED, f"gate {g.id} rejected by {g.rejected_by}: {g.reject_reason}")
         raise _Stop(RunState.TIMED_OUT, f"gate {g.id} timed out after {spec.timeout_s}s")
+
+    def _aborted(self) -> _Stop:
+        return _Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}")
 
     def _approval_problem(self, msg: GateApproval) -> str | None:
         plan = self._status.plan
@@ -451,7 +407,7 @@ class RemediationWorkflow:
             msg = _parse(AbortRequest, payload)
         except ValueError as err:
             return self._ignore(SIGNAL_ABORT, payload, str(err))
-        if self._abort is not None or self._status.state in (RunState.ROLLING_BACK, *_TERMINAL):
+        if self._abort is not None or self._status.state in (RunState.ROLLING_BACK, *TERMINAL_STATES):
             return self._ignore(SIGNAL_ABORT, payload, f"run is {self._status.state.value}; nothing to abort")
         self._abort = msg
         # Stop the running phase now: its in-flight activities are cancelled and report
@@ -472,7 +428,7 @@ class RemediationWorkflow:
         rec.budget_at = start + timedelta(seconds=phase.budget_s)
         rec.hard_limit_at = start + timedelta(seconds=phase.hard_limit_s)
         self._status.current_phase = phase.number
-        self._set_state(RunState.RUNNING)
+        self._status.state = RunState.RUNNING
         self._publish()
         task = asyncio.create_task(self._run_steps(phase))
         self._phase_task = task
@@ -514,7 +470,7 @@ class RemediationWorkflow:
             rec.status = "FAILED"
             self._close_phase(rec)
             if self._abort is not None:
-                raise _Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}") from None
+                raise self._aborted() from None
             if isinstance(err, asyncio.CancelledError):
                 raise
             raise _PhaseFailed(f"phase {phase.number} failed: {_error_text(err)}") from err
@@ -550,7 +506,7 @@ class RemediationWorkflow:
     async def _run_step(self, step: StepSpec, phase: PhaseSpec | None) -> StepOutcome:
         rec = self._steps[step.id]
         rec.status, rec.started_at = StepStatus.RUNNING, workflow.now()
-        self._set_state(RunState.RUNNING if step.kind == "mutate" else RunState.VALIDATING)
+        self._status.state = RunState.RUNNING if step.kind == "mutate" else RunState.VALIDATING
         self._publish()
         entry_index = None
         if step.kind == "mutate":
@@ -562,11 +518,11 @@ class RemediationWorkflow:
             if step.kind == "soak":
                 outcome = await self._soak(step, phase)
             else:
-                outcome = await _call(
+                outcome = await call(
                     step.activity, step.params, StepOutcome,
                     start_to_close_timeout=step.start_to_close,
                     heartbeat_timeout=timedelta(seconds=step.heartbeat_s) if step.heartbeat_s else None,
-                    retry_policy=_retry_policy(step.retry),
+                    retry_policy=retry_policy(step.retry),
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     activity_id=step.id, summary=step.summary)
         except BaseException as err:
@@ -605,10 +561,10 @@ class RemediationWorkflow:
         rec.soak_clean_since = clean_since
         window_requests = window_errors = 0
         while True:
-            result: StepOutcome = await _call(
+            result: StepOutcome = await call(
                 step.activity, step.params, StepOutcome,
                 start_to_close_timeout=step.start_to_close,
-                retry_policy=_retry_policy(step.retry),
+                retry_policy=retry_policy(step.retry),
                 summary=f"Soak sample {rec.soak_samples + 1}: GET {step.params.get('path')}")
             sample = ErrorRateSample.model_validate(result.data)
             rec.soak_samples += 1
@@ -646,37 +602,30 @@ class RemediationWorkflow:
             rec.status, rec.detail = StepStatus.SKIPPED, stop.reason
             return await self._old_revisions()
         try:
-            outcome = await self._run_step(spec.step, None)
+            await self._run_step(spec.step, None)
         except (ActivityError, ApplicationError) as err:
             # The remediation itself succeeded; a failed cleanup must not undo it.
             rec.detail = f"cleanup failed: {_error_text(err)}"
             return await self._old_revisions()
-        return list(outcome.data.get("left_in_place", []))
+        return []  # the step deleted every revision that does not serve
 
     async def _old_revisions(self) -> list[str]:
         """Revisions that cleanup would have deleted, read fresh for the report."""
-        t = self._req.targets
+        service = self._req.targets.backend_service
         try:
-            diag: Diagnosis = await self._read(
-                act.DIAGNOSE, DiagnoseParams(
-                    project=t.project, region=t.region, connector=t.connector,
-                    sql_instance=t.sql_instance, run_services=[t.backend_service],
-                    health_checks=[], backend_services=[], certificate=t.certificate,
-                    required_secrets=[]),
-                Diagnosis, f"Read revisions of {t.backend_service} left in place (read-only)")
+            diag = await diagnose(self._req, f"Read revisions of {service} left in place (read-only)")
         except (ActivityError, ApplicationError):
             return []
-        svc = next((x for x in diag.run_services if x.name == t.backend_service), None)
-        serving = {tr.revision for tr in svc.traffic} if svc else set()
-        return [r for r in (svc.revisions if svc else [])
-                if r not in serving and r != svc.latest_ready_revision]
+        svc = next((x for x in diag.run_services if x.name == service), None)
+        return svc.old_revisions() if svc else []
 
     # ------------------------------------------------------------- rollback --------------
 
     async def _rollback(self, end_state: RunState, reason: str) -> None:
         self._status.outcome_reason = reason
-        self._set_state(RunState.ROLLING_BACK)
+        self._status.state = RunState.ROLLING_BACK
         self._status.pending_gate = None
+        self._publish()
         for ph in self._status.phases:
             if ph.status == "RUNNING":  # interrupted by a cancellation mid-phase
                 ph.status = "FAILED"
@@ -696,12 +645,12 @@ class RemediationWorkflow:
                     detail="irreversible change; still in force"))
                 continue
             try:
-                undo: StepOutcome = await _call(
+                undo: StepOutcome = await call(
                     step.compensation,
                     CompensationInput(step_id=step.id, params=step.params, outcome=outcome),
                     StepOutcome, start_to_close_timeout=timedelta(minutes=20),
                     heartbeat_timeout=timedelta(seconds=10),
-                    retry_policy=_retry_policy(_COMPENSATION_RETRY),
+                    retry_policy=retry_policy(COMPENSATION_RETRY),
                     activity_id=f"undo-{step.id}", summary=f"Undo {step.id}: {step.summary}")
                 rec.status = StepStatus.COMPENSATED
                 self._status.rollback_log.append(RollbackEntry(
@@ -724,7 +673,7 @@ class RemediationWorkflow:
     async def _notify(self, level: str, recipient: str, subject: str, body: str, *,
                       phase: int | None = None, gate: str | None = None) -> None:
         try:
-            out: NotifyOutcome = await _call(
+            out: NotifyOutcome = await call(
                 act.NOTIFY,
                 NotifyParams(run_id=workflow.info().workflow_id, incident_id=self._status.incident_id,
                              level=level if level != "hard_limit" else "breach", recipient=recipient,
@@ -741,10 +690,6 @@ class RemediationWorkflow:
             at=workflow.now(), level=level, recipient=recipient, subject=subject,
             phase=phase, gate=gate, delivered=delivered))
         self._publish()
-
-
-_TERMINAL = (RunState.SUCCEEDED, RunState.ROLLED_BACK, RunState.ABORTED, RunState.REJECTED,
-             RunState.TIMED_OUT, RunState.FAILED)
 
 
 class _PlanRefused(Exception):
