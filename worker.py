@@ -13,13 +13,13 @@ import asyncio
 import logging
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.failure_attempts import FailureAttemptInterceptor
 from runbook.messages import DEFAULT_TASK_QUEUE
 from workflows.plan_only import RemediationPlanWorkflow
 from workflows.remediation import RemediationWorkflow
@@ -27,11 +27,14 @@ from workflows.remediation import RemediationWorkflow
 WORKFLOWS = [RemediationWorkflow, RemediationPlanWorkflow]
 
 
-def build_worker(client: Client, task_queue: str, activities: list) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
-                  activity_executor=ThreadPoolExecutor(max_workers=16),
-                  # Let in-flight activities finish or checkpoint on shutdown.
-                  graceful_shutdown_timeout=timedelta(seconds=10))
+def build_worker(client: Client, task_queue: str, activities: list, **overrides) -> Worker:
+    """The worker as production runs it; tests build theirs here too (``overrides`` for
+    what a test must vary, e.g. no workflow cache)."""
+    options = dict(workflows=WORKFLOWS, activities=activities,
+                   interceptors=[FailureAttemptInterceptor()],
+                   # Let in-flight activities finish or checkpoint on shutdown.
+                   graceful_shutdown_timeout=timedelta(seconds=10))
+    return Worker(client, task_queue=task_queue, **(options | overrides))
 
 
 async def main() -> None:

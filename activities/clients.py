@@ -111,3 +111,14 @@ class GcpClients:
 def execute(request: Any) -> Any:
     """Run a discovery request once: Temporal's RetryPolicy owns retries."""
     return request.execute(num_retries=0)
+
+
+def list_all(collection: Any, request: Any, field: str) -> list[dict[str, Any]]:
+    """Every item of a paged discovery ``list`` (the client's ``list_next`` follows the
+    page tokens), each page fetched once like ``execute``."""
+    items: list[dict[str, Any]] = []
+    while request is not None:
+        page = execute(request)
+        items += page.get(field, [])
+        request = collection.list_next(request, page)
+    return items

@@ -30,10 +30,6 @@ from runbook.activity_io import (
 HC_DEFAULTS = {"checkIntervalSec": 5, "timeoutSec": 5, "healthyThreshold": 2,
                "unhealthyThreshold": 2}
 BACKEND_TIMEOUT_DEFAULT = 30
-# 412 conditionNotMet: how many times one attempt re-reads the fingerprint before it
-# leaves the race to Temporal's retry (StaleFingerprint is retryable).
-FINGERPRINT_REREADS = 3
-CERT_FAILED = {"PROVISIONING_FAILED", "PROVISIONING_FAILED_PERMANENTLY", "RENEWAL_FAILED"}
 
 
 def hc_resource(project: str, name: str) -> str:
@@ -142,25 +138,14 @@ class ComputeActivities:
         found = {"timeoutSec": int(bs.get("timeoutSec", BACKEND_TIMEOUT_DEFAULT))}
         if found["timeoutSec"] != timeout_s:
             m.begin(found)
-            for reread in range(FINGERPRINT_REREADS + 1):
-                # The fingerprint of the latest GET is required; a concurrent change makes
-                # it stale (412 conditionNotMet): read again and re-send with the new one.
-                fp = bs.get("fingerprint", "")
-                rid = request_id(m.resource, timeout_s, fp)
-                try:
-                    op = await asyncio.to_thread(self._patch_bs, project, name, timeout_s, fp, rid)
-                    break
-                except HttpError as err:
-                    if err.status_code != 412 or reread == FINGERPRINT_REREADS:
-                        raise
-                    activity.logger.info("stale fingerprint on %s; re-reading", m.resource)
-                    bs = await asyncio.to_thread(self._get_bs, project, name)
-                    if int(bs.get("timeoutSec", BACKEND_TIMEOUT_DEFAULT)) == timeout_s:
-                        op = None
-                        break
-            if op is not None:
-                m.operation_started(op["name"])
-                await self.ops.compute_global(project, op["name"], m)
+            # The fingerprint of this attempt's GET is required. A concurrent change makes it
+            # stale: 412 maps to the retryable StaleFingerprint, and Temporal's next attempt
+            # reads again (one retry policy, not a loop of our own here).
+            fp = bs.get("fingerprint", "")
+            rid = request_id(m.resource, timeout_s, fp)
+            op = await asyncio.to_thread(self._patch_bs, project, name, timeout_s, fp, rid)
+            m.operation_started(op["name"])
+            await self.ops.compute_global(project, op["name"], m)
         bs = await asyncio.to_thread(self._get_bs, project, name)
         return found, {"timeoutSec": int(bs.get("timeoutSec", BACKEND_TIMEOUT_DEFAULT))}
 

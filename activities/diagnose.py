@@ -18,7 +18,7 @@ from temporalio import activity
 
 from activities.redaction import redact_env
 from activities import errors
-from activities.clients import GcpClients, execute
+from activities.clients import GcpClients, execute, list_all
 from activities.cloud_run import (
     LATEST,
     config_view,
@@ -99,20 +99,16 @@ def latest_points(clients: GcpClients, project: str, flt: str) -> list[tuple[str
     api = clients.discovery("monitoring").projects().timeSeries()
     end = datetime.now(timezone.utc)
     out: list[tuple[str, float]] = []
-    token = None
-    while True:
-        page = execute(api.list(name=f"projects/{project}", filter=flt,
-                                interval_startTime=_rfc3339(end - METRIC_WINDOW),
-                                interval_endTime=_rfc3339(end), view="FULL", pageToken=token))
-        for series in page.get("timeSeries", []):
-            # Points come newest first.
-            for point in series.get("points", [])[:1]:
-                value = _point_value(point)
-                if value is not None:
-                    out.append((point.get("interval", {}).get("endTime", ""), value))
-        token = page.get("nextPageToken")
-        if not token:
-            return out
+    for series in list_all(api, api.list(name=f"projects/{project}", filter=flt,
+                                         interval_startTime=_rfc3339(end - METRIC_WINDOW),
+                                         interval_endTime=_rfc3339(end), view="FULL"),
+                           "timeSeries"):
+        # Points come newest first.
+        for point in series.get("points", [])[:1]:
+            value = _point_value(point)
+            if value is not None:
+                out.append((point.get("interval", {}).get("endTime", ""), value))
+    return out
 
 
 class DiagnoseActivities:

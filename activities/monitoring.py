@@ -13,7 +13,7 @@ from typing import Any
 from googleapiclient.errors import HttpError
 from temporalio import activity
 
-from activities.clients import GcpClients, execute
+from activities.clients import GcpClients, execute, list_all
 from activities.mutation import Mutation
 from runbook import activity_names
 from runbook.activity_io import AlertPolicyParams, CompensationInput, StepOutcome
@@ -23,14 +23,7 @@ ABSENT = "absent"
 
 def list_alert_policies(clients: GcpClients, project: str) -> list[dict[str, Any]]:
     api = clients.discovery("monitoring").projects().alertPolicies()
-    out: list[dict[str, Any]] = []
-    token = None
-    while True:
-        page = execute(api.list(name=f"projects/{project}", pageToken=token))
-        out += page.get("alertPolicies", [])
-        token = page.get("nextPageToken")
-        if not token:
-            return out
+    return list_all(api, api.list(name=f"projects/{project}"), "alertPolicies")
 
 
 def find_policy(clients: GcpClients, project: str, display_name: str) -> dict[str, Any] | None:
@@ -42,16 +35,10 @@ def find_policy(clients: GcpClients, project: str, display_name: str) -> dict[st
 
 def notification_channels(clients: GcpClients, project: str, kind: str) -> list[str]:
     api = clients.discovery("monitoring").projects().notificationChannels()
-    out: list[str] = []
-    token = None
-    while True:
-        page = execute(api.list(name=f"projects/{project}", filter=f'type="{kind}"',
-                                pageToken=token))
-        out += [c["name"] for c in page.get("notificationChannels", [])
-                if c.get("enabled", True) and c.get("type", kind) == kind]
-        token = page.get("nextPageToken")
-        if not token:
-            return out
+    channels = list_all(api, api.list(name=f"projects/{project}", filter=f'type="{kind}"'),
+                        "notificationChannels")
+    return [c["name"] for c in channels
+            if c.get("enabled", True) and c.get("type", kind) == kind]
 
 
 def policy_body(p: AlertPolicyParams, channels: list[str]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.settings import Settings
@@ -27,7 +26,7 @@ from gcpsim.launcher import start_simulator
 from runbook.messages import UPDATE_APPROVE, WORKFLOW_TYPE
 from runbook.status import RemediationReport, RunState, RunStatus
 from tests.conftest import register_search_attributes, server_binary
-from worker import WORKFLOWS
+from worker import build_worker
 
 GATES = ["phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions"]
 
@@ -107,8 +106,7 @@ async def main() -> None:
         settings = Settings(backend="sim", gcp_endpoint=sim.endpoint, poll_interval_s=0.1)
         tq = f"bench-{uuid.uuid4().hex[:6]}"
         try:
-            async with Worker(env.client, task_queue=tq, workflows=WORKFLOWS,
-                              activities=build_activities(settings)):
+            async with build_worker(env.client, tq, build_activities(settings)):
                 await full_run(env, sim, tq)
                 await rollback_run(env, sim, tq)
         finally:

@@ -92,7 +92,9 @@ def _error_text(err: BaseException) -> str:
         while getattr(cause, "cause", None) is not None:
             cause = cause.cause  # type: ignore[assignment]
     kind = getattr(cause, "type", None) or type(cause).__name__
-    return f"{kind}: {cause}" if str(cause) else kind
+    # str() of an ApplicationError already starts with its type; use the bare message.
+    message = getattr(cause, "message", None) or str(cause)
+    return f"{kind}: {message}" if message else kind
 
 
 def _failure_details(err: BaseException) -> list[Any]:

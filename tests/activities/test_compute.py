@@ -58,7 +58,13 @@ async def test_backend_service_timeout_rereads_a_stale_fingerprint(sim, clients,
     # The first PATCH is answered 412 conditionNotMet (someone changed it meanwhile).
     sim.fault(api="compute", kind="http", method="PATCH", resource=BS, status=412,
               reason="conditionNotMet")
-    out = await runner(acts.set_backend_service_timeout, BS_PARAMS)
+    # Attempt 1 ends with the retryable StaleFingerprint; Temporal's next attempt resumes
+    # from its checkpoint, reads the fresh fingerprint and succeeds.
+    with pytest.raises(ApplicationError) as stale:
+        await runner(acts.set_backend_service_timeout, BS_PARAMS)
+    assert stale.value.type == "StaleFingerprint" and not stale.value.non_retryable
+    retry = Runner(attempt=2, heartbeat_details=[runner.last_checkpoint()])
+    out = await retry(acts.set_backend_service_timeout, BS_PARAMS)
     assert out.changed and out.before == {"timeoutSec": 30} and out.after == {"timeoutSec": 600}
     assert [f["fired"] for f in sim.faults()] == [1]
     assert resource(sim.state(), "compute", BS_KEY)["timeoutSec"] == 600

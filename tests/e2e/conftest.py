@@ -12,8 +12,7 @@ import pytest
 from activities import build_activities
 from activities.settings import Settings
 from gcpsim.launcher import start_simulator
-from temporalio.worker import Worker
-from worker import WORKFLOWS
+from worker import build_worker
 
 from tests.history_scan import PROBE_TOKEN
 
@@ -38,8 +37,7 @@ def sim_settings(sim) -> Settings:
 
 @asynccontextmanager
 async def real_worker(env, sim, task_queue: str):
-    async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS,
-                      activities=build_activities(sim_settings(sim))):
+    async with build_worker(env.client, task_queue, build_activities(sim_settings(sim))):
         yield
 
 

@@ -13,12 +13,12 @@ from typing import Any, Callable
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from runbook.messages import UPDATE_APPROVE, UPDATE_REJECT, WORKFLOW_TYPE, GateAck
 from runbook.status import RemediationReport, RunStatus
 from tests.workflow.doubles import FakeCloud
-from worker import WORKFLOWS
+from worker import WORKFLOWS, build_worker
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 FAST_SOAK = {"window_s": 120, "sample_every_s": 30, "requests_per_sample": 10}
@@ -26,8 +26,7 @@ FAST_SOAK = {"window_s": 120, "sample_every_s": 30, "requests_per_sample": 10}
 
 @asynccontextmanager
 async def worker_for(env: WorkflowEnvironment, cloud: FakeCloud, task_queue: str):
-    async with Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS,
-                      activities=cloud.activities()):
+    async with build_worker(env.client, task_queue, cloud.activities()):
         yield
 
 

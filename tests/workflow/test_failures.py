@@ -157,3 +157,21 @@ async def test_an_undecodable_compensation_result_does_not_stop_the_rollback(tim
     assert steps["route-traffic"] == StepStatus.COMPENSATED
     assert steps["expand-sql"] == StepStatus.COMPENSATED
     assert cloud.compensations()[-3:] == ["route-traffic", "deploy-incident-env", "expand-sql"]
+
+
+async def test_a_failed_step_reports_the_attempt_it_failed_on(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.failures["check-secrets"] = [
+        ApplicationError("503 backend error", type="Unavailable"),
+        ApplicationError("503 backend error", type="Unavailable"),
+        ApplicationError("secret redis-url missing", type="StepFailed", non_retryable=True)]
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"soak": FAST_SOAK}, tq)
+        await approve_when_pending(env, handle, "phase-1")
+        await approve_when_pending(env, handle, "phase-2")
+        report = await handle.result()
+        st = await status(handle)
+    assert report.outcome == RunState.ROLLED_BACK
+    step = next(s for s in st.steps if s.id == "check-secrets")
+    assert step.status == StepStatus.FAILED and step.attempts == 3
+    assert step.error == "StepFailed: secret redis-url missing"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
-from temporalio.worker import Worker
 
 from runbook.messages import SIGNAL_ABORT
 from runbook.status import RunState, StepStatus
@@ -18,7 +18,7 @@ from tests.workflow.harness import (
     status,
     worker_for,
 )
-from worker import WORKFLOWS
+from worker import build_worker
 
 
 def _world_restored_except_connector(cloud: FakeCloud) -> bool:
@@ -81,8 +81,8 @@ async def test_crash_mid_activity_resumes_on_a_new_worker_without_repeating(time
     cloud.hold["expand-sql"] = asyncio.Event()
     # No sticky cache: a dead process keeps none, and the test server does not fall back
     # from a dead worker's sticky queue the way a real server does.
-    first = Worker(env.client, task_queue=tq, workflows=WORKFLOWS, activities=cloud.activities(),
-                   max_cached_workflows=0)
+    first = build_worker(env.client, tq, cloud.activities(), max_cached_workflows=0,
+                         graceful_shutdown_timeout=timedelta(0))  # a crash is not graceful
     running = asyncio.create_task(first.run())
     handle = await start(env, {"soak": FAST_SOAK}, tq)
     await approve_when_pending(env, handle, "phase-1")
