@@ -25,8 +25,9 @@ from activities.settings import Settings
 from gcpsim.launcher import start_simulator
 from runbook.messages import UPDATE_APPROVE, WORKFLOW_TYPE
 from runbook.status import RemediationReport, RunState, RunStatus
-from tests.conftest import register_search_attributes, server_binary
+from tests.conftest import server_binary
 from worker import build_worker
+from workflows import search_attributes as sa
 
 GATES = ["phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions"]
 
@@ -102,7 +103,7 @@ async def main() -> None:
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=server_binary("temporal-test-server"),
             data_converter=pydantic_data_converter)
-        await register_search_attributes(env)
+        await sa.register(env.client)
         settings = Settings(backend="sim", gcp_endpoint=sim.endpoint, poll_interval_s=0.1)
         tq = f"bench-{uuid.uuid4().hex[:6]}"
         try:

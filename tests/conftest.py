@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -33,24 +31,13 @@ def server_binary(name: str) -> str:
     return found
 
 
-async def register_search_attributes(env: WorkflowEnvironment) -> None:
-    """The Java test server fails a workflow task forever on unknown keys: register ours."""
-    kinds = {
-        sa.INCIDENT.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        sa.PHASE.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
-        sa.STATE.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    }
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace=env.client.namespace, search_attributes=kinds))
-
-
 @pytest_asyncio.fixture(scope="session")
 async def time_skipping_env():
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=server_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
-    await register_search_attributes(env)
+    await sa.register(env.client)
     try:
         yield env
     finally:
@@ -75,7 +62,9 @@ async def dev_server_env():
 
 @pytest_asyncio.fixture(autouse=True)
 async def no_secret_in_any_history():
-    """After each test, scan the history of every run it started for secret values."""
+    """After each test, scan the history of every run it started through
+    ``tests.workflow.harness.start`` (the workflow and end-to-end suites, where the worker
+    holds the probe credential and a canary credential) for those secret values."""
     from tests.history_scan import secrets_in
     from tests.workflow.harness import STARTED_RUNS
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any, Iterator
 
 from temporalio.client import WorkflowHistory
@@ -41,7 +40,3 @@ def secrets_in(history: WorkflowHistory | dict[str, Any],
     doc = history.to_json_dict() if isinstance(history, WorkflowHistory) else history
     text = "\n".join(_strings(doc))
     return [s for s in secrets if s in text]
-
-
-def dumps(history: WorkflowHistory) -> str:
-    return json.dumps(history.to_json_dict())

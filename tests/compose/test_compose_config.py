@@ -157,3 +157,14 @@ def test_docker_compose_accepts_the_file():
     r = subprocess.run(["docker", "compose", "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_real_gcp_never_probes_the_simulator(compose):
+    """Switching the backend to gcp must not leave phase 4 probing the simulator."""
+    from activities.settings import Settings as WorkerSettings, SettingsError
+
+    env = env_of(compose["services"]["worker"]) | {"REMEDIATION_BACKEND": "gcp"}
+    with pytest.raises(SettingsError, match="REMEDIATION_APP_URL"):
+        WorkerSettings.from_env(env).app_base_url(None)
+    sim = WorkerSettings.from_env(env_of(compose["services"]["worker"]))
+    assert sim.app_base_url(None) == "http://gcpsim:8090"

@@ -12,9 +12,8 @@ import pytest
 from activities import build_activities
 from activities.settings import Settings
 from gcpsim.launcher import start_simulator
-from worker import build_worker
-
 from tests.history_scan import PROBE_TOKEN
+from worker import build_worker
 
 
 @pytest.fixture(scope="module")

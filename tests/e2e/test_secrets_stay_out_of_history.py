@@ -9,10 +9,9 @@ from temporalio.client import WorkflowHistory
 
 from runbook.status import RunState
 from tests.e2e.conftest import admin, queue, real_worker
+from tests.e2e.world import BACKEND
 from tests.history_scan import CANARY, PROBE_TOKEN, secrets_in
 from tests.workflow.harness import HISTORIES, approve_when_pending, start, status
-
-BACKEND = "projects/netra-staging/locations/us-central1/services/netra-backend-staging"
 
 
 def _env(state: dict) -> dict[str, str]:

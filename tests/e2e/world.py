@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+BACKEND = "projects/netra-staging/locations/us-central1/services/netra-backend-staging"
+CONNECTOR = "projects/netra-staging/locations/us-central1/connectors/staging-connector"
+
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueSource")) for e in container.get("env", [])}

@@ -77,6 +77,14 @@ class FakeCloud:
     # step ids whose compensation answers in a shape the workflow cannot decode
     garbled_undo: set[str] = field(default_factory=set)
 
+    def restored_except_connector(self) -> bool:
+        """Everything back as in the default world, except the connector (connectors only
+        grow, so a rollback leaves it in place). Entries emptied by an undo (a deleted
+        alert policy) count as absent, as in the default world."""
+        def comparable(world: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            return {k: v for k, v in world.items() if not k.startswith("connector/") and v}
+        return comparable(self.world) == comparable(default_world())
+
     def step_calls(self, name: str) -> list[str]:
         return [sid for a, sid in self.calls if a == name]
 

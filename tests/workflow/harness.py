@@ -16,11 +16,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from runbook.messages import UPDATE_APPROVE, UPDATE_REJECT, WORKFLOW_TYPE, GateAck
+from runbook.request import GATE_IDS
 from runbook.status import RemediationReport, RunStatus
 from tests.workflow.doubles import FakeCloud
 from worker import WORKFLOWS, build_worker
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+GATES = list(GATE_IDS)
 FAST_SOAK = {"window_s": 120, "sample_every_s": 30, "requests_per_sample": 10}
 
 
@@ -91,7 +93,9 @@ async def keep_history(handle: WorkflowHandle, name: str) -> None:
     store it as a fixture when REMEDIATION_RECORD_HISTORIES=1 so CI replays it forever."""
     history = await handle.fetch_history()
     await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter).replay_workflow(history)
+    # Only on request: a missing fixture must fail test_replay, not be re-recorded from
+    # the very code it is meant to check.
     path = HISTORIES / f"{name}.json"
-    if os.environ.get("REMEDIATION_RECORD_HISTORIES") == "1" or not path.exists():
+    if os.environ.get("REMEDIATION_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(parents=True, exist_ok=True)
         path.write_text(history.to_json())

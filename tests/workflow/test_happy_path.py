@@ -9,6 +9,7 @@ from runbook.status import RemediationReport, RunState, StepStatus
 from tests.workflow.doubles import FakeCloud
 from tests.workflow.harness import (
     FAST_SOAK,
+    GATES,
     approve_when_pending,
     at_gate,
     keep_history,
@@ -20,7 +21,6 @@ from tests.workflow.harness import (
 )
 from workflows import search_attributes as sa
 
-GATES = ["phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions"]
 MUTATING_STEPS = [
     "scale-connector", "expand-sql", "deploy-incident-env", "route-traffic", "configure-backend",
     "health-check-staging-backend-health-check", "health-check-staging-auth-health-check",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-
+from runbook import activity_names as act
 from runbook.messages import SIGNAL_ABORT
 from runbook.status import RunState, StepStatus
 from tests.workflow.doubles import FakeCloud, default_world
@@ -19,12 +19,6 @@ from tests.workflow.harness import (
     worker_for,
 )
 from worker import build_worker
-
-
-def _world_restored_except_connector(cloud: FakeCloud) -> bool:
-    world = default_world()
-    return {k: v for k, v in cloud.world.items() if not k.startswith("connector/")} == \
-        {k: v for k, v in world.items() if not k.startswith("connector/")}
 
 
 async def _stopped_mid_configure_backend(env, cloud: FakeCloud, tq: str, stop) -> tuple:
@@ -55,7 +49,7 @@ async def test_abort_signal_mid_step_rolls_back_including_the_interrupted_step(t
     assert step.status == StepStatus.COMPENSATED and step.changed
     assert cloud.compensations() == ["configure-backend", "route-traffic",
                                      "deploy-incident-env", "expand-sql"]
-    assert _world_restored_except_connector(cloud)
+    assert cloud.restored_except_connector()
     assert st.phases[1].status == "FAILED"
     await keep_history(handle, "abort_mid_step")
 
@@ -71,7 +65,7 @@ async def test_workflow_cancel_mid_step_still_compensates(time_skipping_env):
     assert report.reason == "cancelled by workflow cancellation"
     assert cloud.compensations() == ["configure-backend", "route-traffic",
                                      "deploy-incident-env", "expand-sql"]
-    assert _world_restored_except_connector(cloud)
+    assert cloud.restored_except_connector()
     assert [c.step_id for c in report.changes_left_in_place] == ["scale-connector"]
     await keep_history(handle, "cancel_mid_step")
 
@@ -101,7 +95,7 @@ async def test_crash_mid_activity_resumes_on_a_new_worker_without_repeating(time
     assert report.outcome == RunState.SUCCEEDED
     # expand-sql ran twice (the crash, then the resume) but changed the world once, and
     # its record still holds the state the first attempt replaced.
-    assert cloud.step_calls("expand_sql") == ["expand-sql", "expand-sql"]
+    assert cloud.step_calls(act.EXPAND_SQL) == ["expand-sql", "expand-sql"]
     assert cloud.mutations.count("sql/netra-staging-db") == 1
     sql = next(s for s in st.steps if s.id == "expand-sql")
     assert sql.attempts == 2
