@@ -19,7 +19,7 @@ from temporalio.client import (
     WorkflowHistory,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from cli.client import (
@@ -33,11 +33,9 @@ from cli.client import (
 )
 from runbook import messages as m
 from runbook.plan import Plan
+from runbook.request import RemediationRequest
 from runbook.status import RemediationReport, RunState, RunStatus
-
-KEY_INCIDENT = SearchAttributeKey.for_keyword(m.SA_INCIDENT)
-KEY_PHASE = SearchAttributeKey.for_int(m.SA_PHASE)
-KEY_STATE = SearchAttributeKey.for_keyword(m.SA_STATE)
+from workflows import search_attributes as sa
 
 
 @asynccontextmanager
@@ -70,16 +68,17 @@ def new_workflow_id(incident: str, prefix: str = "remediation") -> str:
     return f"{prefix}-{incident}-{secrets.token_hex(3)}"
 
 
-async def start_run(settings: Settings, request: dict[str, Any]) -> Started:
+async def start_run(settings: Settings, request: RemediationRequest) -> Started:
     client = await connect(settings)
-    incident = str(request.get("incident_id", "1278"))
+    incident = request.incident_id
     wid = new_workflow_id(incident)
-    requester = request.get("requested_by") or "unknown"
+    requester = request.requested_by or "unknown"
     async with rpc_errors(settings):
         handle = await client.start_workflow(
+            # The validated model, defaults filled in: history records every value the run used.
             m.WORKFLOW_TYPE, request, id=wid, task_queue=settings.task_queue,
             # Indexed at once, so `runbook list --incident` finds the run before its first task.
-            search_attributes=TypedSearchAttributes([SearchAttributePair(KEY_INCIDENT, incident)]),
+            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.INCIDENT, incident)]),
             static_summary=f"Remediation of incident {incident}, requested by {requester}",
             static_details=(f"Started with `runbook start` for incident **{incident}** by "
                             f"**{requester}**. Approve gates with `runbook approve {wid} --gate "
@@ -93,10 +92,10 @@ async def start_run(settings: Settings, request: dict[str, Any]) -> Started:
     return Started(workflow_id=wid, run_id=handle.first_execution_run_id, worker_seen=worker_seen)
 
 
-async def run_plan(settings: Settings, request: dict[str, Any], timeout_s: float) -> Plan:
+async def run_plan(settings: Settings, request: RemediationRequest, timeout_s: float) -> Plan:
     client = await connect(settings)
     await require_worker(client, settings)
-    incident = str(request.get("incident_id", "1278"))
+    incident = request.incident_id
     wid = new_workflow_id(incident, prefix="plan")
     try:
         async with rpc_errors(settings):
@@ -115,7 +114,6 @@ async def run_plan(settings: Settings, request: dict[str, Any], timeout_s: float
 
 @dataclass
 class StatusView:
-    workflow_id: str
     description: WorkflowExecutionDescription
     status: RunStatus | None = None
     report: RemediationReport | None = None
@@ -135,7 +133,7 @@ async def _describe(client: Client, settings: Settings, wid: str) -> tuple[Workf
 async def get_status(settings: Settings, wid: str, client: Client | None = None) -> StatusView:
     client = client or await connect(settings)
     handle, desc = await _describe(client, settings, wid)
-    view = StatusView(workflow_id=wid, description=desc)
+    view = StatusView(description=desc)
     if desc.status != WorkflowExecutionStatus.RUNNING:
         # A closed run's report is in history: no worker needed to read it.
         try:
@@ -153,9 +151,9 @@ async def get_status(settings: Settings, wid: str, client: Client | None = None)
     if not worker_up:
         if not view.running:
             return view
-        sa = desc.typed_search_attributes
-        raise CliError(f"run {wid} is RUNNING (last recorded state {sa.get(KEY_STATE) or '?'}, "
-                       f"phase {sa.get(KEY_PHASE) or '-'}), but no worker is polling task queue "
+        attrs = desc.typed_search_attributes
+        raise CliError(f"run {wid} is RUNNING (last recorded state {attrs.get(sa.STATE) or '?'}, "
+                       f"phase {attrs.get(sa.PHASE) or '-'}), but no worker is polling task queue "
                        f"{settings.task_queue!r}, so its live status cannot be read", WORKER_HINT)
     try:
         view.status = await handle.query(m.QUERY_STATUS, result_type=RunStatus,
@@ -183,12 +181,12 @@ async def list_runs(settings: Settings, incident: str | None, state: str | None,
     rows = []
     async with rpc_errors(settings):
         async for wf in client.list_workflows(query, limit=limit):
-            sa = wf.typed_search_attributes
+            attrs = wf.typed_search_attributes
             rows.append({
                 "workflow_id": wf.id, "run_id": wf.run_id,
                 "execution": wf.status.name if wf.status else "",
-                "incident": sa.get(KEY_INCIDENT), "state": sa.get(KEY_STATE),
-                "phase": sa.get(KEY_PHASE), "started": wf.start_time, "closed": wf.close_time,
+                "incident": attrs.get(sa.INCIDENT), "state": attrs.get(sa.STATE),
+                "phase": attrs.get(sa.PHASE), "started": wf.start_time, "closed": wf.close_time,
             })
     return rows
 

@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
+from temporalio.converter import decode_typed_search_attributes
 
 from cli.audit_model import (
     ActivityRecord,
@@ -33,7 +34,8 @@ from runbook import messages as m
 from runbook.activity_io import Diagnosis
 from runbook.plan import build_plan
 from runbook.request import request_problems
-from runbook.status import ChangeRecord, RemediationReport
+from runbook.status import TERMINAL_STATES, ChangeRecord, RemediationReport, RunState
+from workflows import search_attributes as sa
 
 # Updates refused by their validator never reach history (Temporal does not record them);
 # the audit says so instead of implying there were none.
@@ -201,12 +203,9 @@ class _Builder:
                                          identity=at.identity, comment=at.cause, result="received"))
 
     def _on_upsert_workflow_search_attributes_event_attributes(self, ev, at) -> None:
-        fields = at.search_attributes.indexed_fields
-        change = StateChange(at=_at(ev), event_id=ev.event_id)
-        if m.SA_STATE in fields:
-            change.state = decode(fields[m.SA_STATE])
-        if m.SA_PHASE in fields:
-            change.phase = decode(fields[m.SA_PHASE])
+        attrs = decode_typed_search_attributes(at.search_attributes)
+        change = StateChange(at=_at(ev), event_id=ev.event_id, state=attrs.get(sa.STATE),
+                             phase=attrs.get(sa.PHASE))
         if change.state is not None or change.phase is not None:
             self.a.state_changes.append(change)
 
@@ -318,14 +317,21 @@ class _Builder:
                                    breached=p.budget_breached, source="final report")
                         for p in a.report.phases]
             return
-        # Fallback: phase boundaries from the RemediationPhase search attribute changes.
+        # Fallback: phase boundaries from the RemediationPhase/State search attribute changes.
+        # A phase ends when the run next waits at a gate, rolls back, ends, or moves to another
+        # phase. Ending it at the next phase's start would count the wait for the next approval
+        # against its budget, and a live run waiting at a gate would breach it by waiting.
         req, _ = request_problems(a.request)
         end = a.closed_at or a.generated_at
-        marks = [(c.at, c.phase) for c in a.state_changes if c.phase]
-        for i, (start, number) in enumerate(marks):
-            if any(p.number == number for p in a.phases):
+        stops = {s.value for s in (RunState.AWAITING_APPROVAL, RunState.ROLLING_BACK, *TERMINAL_STATES)}
+        changes = a.state_changes
+        for i, change in enumerate(changes):
+            number = change.phase
+            if not number or any(p.number == number for p in a.phases):
                 continue
-            stop = next((t for t, n in marks[i + 1:] if n != number), end)
+            start = change.at
+            stop = next((c.at for c in changes[i + 1:]
+                         if c.state in stops or (c.phase and c.phase != number)), end)
             budget = req.budgets.budget_s(number) if req and 1 <= number <= 4 else None
             actual = (stop - start).total_seconds()
             a.phases.append(PhaseAudit(number=number, budget_s=budget, actual_s=actual,

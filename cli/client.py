@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
@@ -15,7 +17,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from runbook.messages import DEFAULT_TASK_QUEUE, SA_INCIDENT, SA_PHASE, SA_STATE
+from runbook.messages import DEFAULT_TASK_QUEUE
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTE_KEYS
 
 START_HINT = "start it with `./dev up` or set TEMPORAL_ADDRESS (or --address)"
 WORKER_HINT = ("start the worker: `./dev up` runs the whole stack, or run "
@@ -32,25 +35,48 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+# Name -> type as `temporal` spells it (Keyword, Int, KeywordList, ...), from the typed keys
+# the workflow upserts, so the server is always told exactly what the workflow writes.
+SEARCH_ATTRIBUTES = {k.name: k.indexed_value_type.name.title().replace("_", "")
+                     for k in SEARCH_ATTRIBUTE_KEYS}
+
+
 @dataclass
 class Settings:
+    """Where Temporal and the worker are. The defaults reach a local `./dev up`."""
+
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
     ui_url: str = "http://localhost:8233"
+
+    # The variables the worker and docker-compose read too, so one environment points every
+    # tool (CLI options, devstack's probe, the worker devstack starts) at the same place.
+    ENV = {"address": "TEMPORAL_ADDRESS", "namespace": "TEMPORAL_NAMESPACE",
+           "task_queue": "REMEDIATION_TASK_QUEUE", "ui_url": "TEMPORAL_UI_URL"}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        # Empty counts as unset, as it does for the CLI's options (click ignores "").
+        return cls(**{field: env[var] for field, var in cls.ENV.items() if env.get(var)})
 
     def workflow_url(self, workflow_id: str) -> str:
         return (f"{self.ui_url.rstrip('/')}/namespaces/{quote(self.namespace, safe='')}"
                 f"/workflows/{quote(workflow_id, safe='')}")
 
 
+def login_name() -> str:
+    """The local login, or "" where there is none (some containers have no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return ""
+
+
 def identity() -> str:
     """Recorded by the server on every start/signal/update event: the audit's 'who'."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name in some containers
-        user = "unknown"
-    return f"runbook-cli:{user}@{socket.gethostname()}"
+    return f"runbook-cli:{login_name() or 'unknown'}@{socket.gethostname()}"
 
 
 async def connect(settings: Settings) -> Client:
@@ -86,9 +112,9 @@ def translate_rpc(err: RPCError, settings: Settings, workflow_id: str | None = N
             k in lowered for k in ("not defined", "no mapping", "invalid search attribute", "unknown")):
         return CliError(
             f"the server does not know the runbook's search attributes ({msg})",
-            "register them: `temporal operator search-attribute create --name "
-            f"{SA_INCIDENT} --type Keyword --name {SA_PHASE} --type Int --name {SA_STATE} "
-            "--type Keyword` (devstack does this for you)")
+            "register them: `temporal operator search-attribute create "
+            + " ".join(f"--name {name} --type {kind}" for name, kind in SEARCH_ATTRIBUTES.items())
+            + "` (devstack does this for you)")
     if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return CliError(f"the Temporal server at {settings.address} did not answer ({msg})", START_HINT)
     return CliError(f"the Temporal server refused the request: {msg}")

@@ -71,14 +71,17 @@ out = _console()
 err = _console(stderr=True)
 
 
+_DEFAULT = Settings()
+
+
 @app.callback()
 def _global(
     ctx: typer.Context,
-    address: str = typer.Option("localhost:7233", envvar="TEMPORAL_ADDRESS",
+    address: str = typer.Option(_DEFAULT.address, envvar=Settings.ENV["address"],
                                 help="Temporal frontend host:port"),
-    namespace: str = typer.Option("default", envvar="TEMPORAL_NAMESPACE"),
-    task_queue: str = typer.Option(m.DEFAULT_TASK_QUEUE, envvar="REMEDIATION_TASK_QUEUE"),
-    ui_url: str = typer.Option("http://localhost:8233", envvar="TEMPORAL_UI_URL",
+    namespace: str = typer.Option(_DEFAULT.namespace, envvar=Settings.ENV["namespace"]),
+    task_queue: str = typer.Option(_DEFAULT.task_queue, envvar=Settings.ENV["task_queue"]),
+    ui_url: str = typer.Option(_DEFAULT.ui_url, envvar=Settings.ENV["ui_url"],
                                help="Temporal Web UI base URL, for links"),
 ) -> None:
     ctx.obj = Settings(address=address, namespace=namespace, task_queue=task_queue, ui_url=ui_url)
@@ -274,7 +277,7 @@ def list_(ctx: typer.Context, incident: Optional[str] = typer.Option(None, help=
         print(json.dumps(rows, default=str, indent=2))
         return
     if not rows:
-        out.print("no runs match" + (" (runs appear here a second or two after they start)"))
+        out.print("no runs match (runs appear here a second or two after they start)")
         return
     t = Table(title=f"Remediation runs ({len(rows)})")
     t.add_column("workflow id", no_wrap=True)
@@ -294,6 +297,8 @@ def audit(ctx: typer.Context, workflow_id: Optional[str] = typer.Argument(None, 
           fmt: str = typer.Option("markdown", "--format", help="markdown | json | html"),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here instead of stdout")) -> None:
     """Audit a run from its event history: who, what, when, and the outcome."""
+    from google.protobuf import json_format
+
     from cli.audit import build_audit, history_from_file
     from cli.audit_render import RENDERERS
 
@@ -305,7 +310,7 @@ def audit(ctx: typer.Context, workflow_id: Optional[str] = typer.Argument(None, 
                            "export it with `temporal workflow show -w ID --output json > FILE`")
         try:
             history = history_from_file(str(history_file), workflow_id)
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, json_format.ParseError) as e:
             raise CliError(f"{history_file} is not a Temporal history export ({e})",
                            "export it with `temporal workflow show -w ID --output json > FILE`") from e
         report = build_audit(history, source=f"history file {history_file}")

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import base64
-import json
-from typing import Any, Iterable
+from typing import Any
 
 from temporalio.api.common.v1 import Payload
+from temporalio.converter import DataConverter
+
+# Without a type hint the SDK's converter gives plain JSON values, which is what an audit of
+# pydantic payloads needs; the audit never has the workflow's types to decode into.
+_CONVERTER = DataConverter.default.payload_converter
 
 
 def decode(payload: Payload | None) -> Any:
-    """json/plain (what the pydantic converter writes) becomes its JSON value.
-
-    Anything else is shown as what it is rather than dropped, so the audit never hides
-    that an input existed.
-    """
+    """The payload's value; bytes as base64, and anything the SDK cannot decode (encrypted,
+    compressed, malformed) as a note of what it is, so the audit never hides that an input
+    existed."""
     if payload is None:
         return None
-    encoding = payload.metadata.get("encoding", b"").decode(errors="replace")
-    if encoding in ("json/plain", "json/protobuf"):
-        try:
-            return json.loads(payload.data)
-        except ValueError:
-            return payload.data.decode(errors="replace")
-    if encoding == "binary/null":
-        return None
-    if encoding == "binary/plain":
-        return {"binary_base64": base64.b64encode(payload.data).decode()}
-    return f"<{encoding or 'unknown encoding'} payload, {len(payload.data)} bytes>"
-
-
-def decode_all(payloads: Iterable[Payload]) -> list[Any]:
-    return [decode(p) for p in payloads]
+    try:
+        value = _CONVERTER.from_payload(payload)
+    except Exception:
+        encoding = payload.metadata.get("encoding", b"").decode(errors="replace")
+        return f"<{encoding or 'unknown encoding'} payload, {len(payload.data)} bytes>"
+    # Raw bytes would not survive the JSON and HTML renderings of the audit.
+    return {"binary_base64": base64.b64encode(value).decode()} if isinstance(value, bytes) else value
 
 
 def first(payloads_msg: Any) -> Any:

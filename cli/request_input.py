@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Any
 
-from cli.client import CliError
+from cli.client import CliError, login_name
 from runbook.request import RemediationRequest, request_problems
 
 
@@ -46,20 +45,10 @@ def _set_path(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = parsed
 
 
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return ""
-
-
-def build_request(*, request_file: Path | None = None, incident: str | None = None,
-                  requested_by: str | None = None, project: str | None = None,
-                  region: str | None = None, sets: list[str] | None = None) -> dict[str, Any]:
-    """The request as a JSON object (flags override the file), validated locally.
-
-    Raises CliError listing every bad field, so nothing half-valid reaches the server.
-    """
+def raw_request(*, request_file: Path | None = None, incident: str | None = None,
+                requested_by: str | None = None, project: str | None = None,
+                region: str | None = None, sets: list[str] | None = None) -> dict[str, Any]:
+    """The request as a JSON object (flags override the file), not yet validated."""
     raw: dict[str, Any] = _load_file(request_file) if request_file else {}
     if incident is not None:
         raw["incident_id"] = incident
@@ -67,15 +56,22 @@ def build_request(*, request_file: Path | None = None, incident: str | None = No
         raw["requested_by"] = requested_by
     elif not raw.get("requested_by"):
         # The two-person rule compares approvers with the requester: record who asked.
-        raw["requested_by"] = _login()
+        raw["requested_by"] = login_name()
     if project is not None:
         raw.setdefault("targets", {})["project"] = project
     if region is not None:
         raw.setdefault("targets", {})["region"] = region
     for assignment in sets or []:
         _set_path(raw, assignment)
-    validate(raw)
     return raw
+
+
+def build_request(**options: Any) -> RemediationRequest:
+    """The validated request (options as for raw_request).
+
+    Raises CliError listing every bad field, so nothing half-valid reaches the server.
+    """
+    return validate(raw_request(**options))
 
 
 def validate(raw: Any) -> RemediationRequest:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import signal
 import sys
 import time
 from pathlib import Path
 
+from cli.client import Settings
 from devstack.procs import StackError, log_tail
 from devstack.stack import Stack, StackConfig, find_repo_root
 
@@ -31,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--sim-port", type=int, default=8090)
     up.add_argument("--sim-speed", type=float, default=10.0,
                     help="simulated GCP time runs this many times faster (default 10)")
-    up.add_argument("--namespace", default="default")
-    up.add_argument("--task-queue", default=None, help="default: remediation")
+    up.add_argument("--namespace", default=StackConfig.namespace)
+    up.add_argument("--task-queue", default=StackConfig.task_queue,
+                    help=f"default: {StackConfig.task_queue}")
     up.add_argument("--app-url", default=None,
                     help="REMEDIATION_APP_URL for the worker's probes (default: the simulator)")
     up.add_argument("--backend", choices=["sim", "gcp"], default="sim",
@@ -48,22 +51,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> StackConfig:
-    cfg = StackConfig(root=find_repo_root(), data_dir=args.data_dir, temporal_port=args.temporal_port,
-                      ui_port=args.ui_port, sim_port=args.sim_port, sim_speed=args.sim_speed,
-                      namespace=args.namespace, with_worker=not args.no_worker, app_url=args.app_url,
-                      backend=args.backend)
-    if args.task_queue:
-        cfg.task_queue = args.task_queue
-    return cfg
+    return StackConfig(root=find_repo_root(), data_dir=args.data_dir, temporal_port=args.temporal_port,
+                       ui_port=args.ui_port, sim_port=args.sim_port, sim_speed=args.sim_speed,
+                       namespace=args.namespace, task_queue=args.task_queue,
+                       with_worker=not args.no_worker, app_url=args.app_url, backend=args.backend)
+
+
+def _settings(cfg: StackConfig) -> Settings:
+    """What a `runbook` command needs to reach this stack."""
+    return Settings(address=cfg.temporal_address, namespace=cfg.namespace,
+                    task_queue=cfg.task_queue, ui_url=cfg.ui_url)
 
 
 def _start_run(cfg: StackConfig, incident: str, requested_by: str | None) -> None:
     from cli.actions import start_run
-    from cli.client import Settings
     from cli.request_input import build_request
 
-    settings = Settings(address=cfg.temporal_address, namespace=cfg.namespace,
-                        task_queue=cfg.task_queue, ui_url=cfg.ui_url)
+    settings = _settings(cfg)
     request = build_request(incident=incident, requested_by=requested_by)
     started = asyncio.run(start_run(settings, request))
     print(f"started run {started.workflow_id}\n  UI: {settings.workflow_url(started.workflow_id)}\n"
@@ -71,13 +75,24 @@ def _start_run(cfg: StackConfig, incident: str, requested_by: str | None) -> Non
           flush=True)
 
 
-def _banner(cfg: StackConfig) -> None:
-    env = "" if cfg.temporal_port == 7233 else f"TEMPORAL_ADDRESS={cfg.temporal_address} "
-    ui = "" if cfg.ui_port == 8233 else f" --ui-url {cfg.ui_url}"
+def next_command(cfg: StackConfig) -> str:
+    """`runbook start` reaching this stack: every setting that differs from the CLI's default
+    is passed, else the run would go to a server, namespace or task queue nobody serves."""
+    ours, default = _settings(cfg), Settings()
+    # The CLI's default address, localhost:7233, reaches the stack on 127.0.0.1:7233.
+    env = ("" if cfg.temporal_port == 7233
+           else f"{Settings.ENV['address']}={shlex.quote(ours.address)} ")
+    opts = "".join(f" --{field.replace('_', '-')} {shlex.quote(getattr(ours, field))}"
+                   for field in ("ui_url", "namespace", "task_queue")
+                   if getattr(ours, field) != getattr(default, field))
+    return f"{env}runbook{opts} start --incident 1278"
+
+
+def banner(cfg: StackConfig) -> str:
     # The `runbook` command lives in this virtual environment.
     in_venv = sys.prefix != sys.base_prefix
     activate = f"source {Path(sys.prefix) / 'bin' / 'activate'}\n  " if in_venv else ""
-    print(f"""
+    return f"""
 Stack is up.
   Temporal Web UI : {cfg.ui_url}/namespaces/{cfg.namespace}/workflows
   Temporal gRPC   : {cfg.temporal_address}  (namespace {cfg.namespace}, task queue {cfg.task_queue})
@@ -85,9 +100,9 @@ Stack is up.
   Logs            : {cfg.data / 'logs'}
 
 Next, in another terminal:
-  {activate}{env}runbook{ui} start --incident 1278
+  {activate}{next_command(cfg)}
 
-Press Ctrl-C to stop everything.""", flush=True)
+Press Ctrl-C to stop everything."""
 
 
 def up(args: argparse.Namespace) -> int:
@@ -103,7 +118,7 @@ def up(args: argparse.Namespace) -> int:
     stack = Stack(cfg, say=lambda m: print(m, flush=True))
     try:
         stack.start()
-        _banner(cfg)
+        print(banner(cfg), flush=True)
         if args.start_run:
             _start_run(cfg, args.incident, args.requested_by)
         while True:
@@ -113,7 +128,7 @@ def up(args: argparse.Namespace) -> int:
                     print(f"\n{proc.name} exited unexpectedly (code {proc.exited()}). Last lines of "
                           f"{proc.log_path}:\n{log_tail(proc.log_path)}", file=sys.stderr)
                 print("Stopping the rest of the stack; fix the cause and run "
-                      "`python -m devstack up` again.", file=sys.stderr)
+                      "`./dev up` again.", file=sys.stderr)
                 return 1
             time.sleep(1)
     except StackError as err:

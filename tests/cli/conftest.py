@@ -6,15 +6,11 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from devstack.health import free_port
-from devstack.stack import Stack, StackConfig
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURES = Path(__file__).parent / "fixtures"
+from gcpsim.launcher import free_port
+from tests.cli.local_stack import REPO, running_stack
 
 
 @dataclass
@@ -48,18 +44,7 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """Temporal dev server + simulator + worker, started by devstack on free ports.
-
-    Module scope: the browser test starts its own, and two stacks at once are too much
-    for a 2-core machine.
-    """
-    cfg = StackConfig(root=REPO, data_dir=tmp_path_factory.mktemp("stack"),
-                      temporal_port=free_port(), ui_port=free_port(), sim_port=free_port(),
-                      # Simulated GCP operations (connector scaling, certificates) run
-                      # 50x faster; workflow timers stay real, so requests keep them short.
-                      sim_speed=50)
-    with Stack(cfg) as s:
-        yield s
+    yield from running_stack(tmp_path_factory, "stack")
 
 
 @pytest.fixture(scope="module")

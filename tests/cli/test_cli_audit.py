@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 
 from cli.audit import build_audit, history_from_file
 from cli.audit_render import to_html, to_json, to_markdown
@@ -25,13 +27,26 @@ from cli.payloads import decode
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def history_of(name: str) -> WorkflowHistory:
+    return history_from_file(str(FIXTURES / f"{name}.history.json"))
+
+
 def audit_of(name: str):
-    return build_audit(history_from_file(str(FIXTURES / f"{name}.history.json")), source="fixture")
+    return build_audit(history_of(name), source="fixture")
 
 
 @pytest.fixture(scope="module")
 def happy():
     return audit_of("happy_path")
+
+
+@pytest.fixture(scope="module")
+def waiting_at_phase_3():
+    """The happy run's history as a live audit saw it while gate phase-3 was pending."""
+    history = history_of("happy_path")
+    approval = next(d for d in audit_of("happy_path").decisions if d.gate == "phase-3")
+    # Event ids count from 1: keep every event before the phase-3 approval.
+    return build_audit(WorkflowHistory(history.workflow_id, history.events[:approval.event_id - 1]))
 
 
 def test_started_by_request_and_outcome(happy):
@@ -85,6 +100,48 @@ def test_timeline_is_chronological_and_complete(happy):
     assert times == sorted(times)
     kinds = {e.kind for e in happy.timeline}
     assert {"start", "approve", "activity", "timer", "state", "end"} <= kinds
+    # Every approval and activity is there once, at its own history event, in history order.
+    kind_of = {e.event_id: e.event_type for e in history_of("happy_path").events}
+    approvals = [e.event_id for e in happy.timeline if e.kind == "approve"]
+    activities = [e.event_id for e in happy.timeline if e.kind == "activity"]
+    assert approvals == [d.event_id for d in happy.decisions if d.action == "approve"]
+    assert approvals == sorted(approvals) and len(approvals) == 5
+    assert {kind_of[i] for i in approvals} == {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED}
+    assert activities == sorted(activities)
+    assert activities == [r.event_id for r in happy.activities if r.activity_type != "notify"]
+    assert {kind_of[i] for i in activities} == {EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+    scheduled = [i for i, k in kind_of.items() if k == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert len(activities) == len(scheduled) - len(happy.notifications)
+
+
+def test_live_phase_time_stops_at_the_gate_not_at_the_next_phase(happy, waiting_at_phase_3):
+    live = waiting_at_phase_3
+    assert live.report is None and live.closed_at is None
+    assert [p.number for p in live.phases] == [1, 2]
+    assert all(p.source == "search attribute changes (approximate)" for p in live.phases)
+    # Waiting at gate phase-3 is not phase 2's time: each phase matches the run's own report.
+    reported = {p.number: p.duration_s for p in happy.report.phases}
+    for p in live.phases:
+        assert p.actual_s == pytest.approx(reported[p.number], abs=0.5), p
+        assert p.budget_s == 3600 and p.breached is False
+    assert 8 < live.phases[1].actual_s < 10
+
+
+def test_live_changes_come_from_completed_activities(happy, waiting_at_phase_3):
+    live = waiting_at_phase_3
+    assert live.changes_source == ("completed activities that reported changed=true "
+                                   "(run has no final report)")
+    applied = [c.step_id for c in live.changes_applied]
+    assert applied == ["scale-connector", "expand-sql", "deploy-incident-env", "route-traffic",
+                       "configure-backend", "health-check-staging-backend-health-check",
+                       "health-check-staging-auth-health-check",
+                       "backend-timeout-staging-backend-service", "backend-timeout-staging-auth-service"]
+    assert live.changes_reverted == []
+    # The same before/after as the run later reported for those steps.
+    reported = {c.step_id: c for c in happy.changes_applied}
+    for c in live.changes_applied:
+        assert (c.before, c.after) == (reported[c.step_id].before, reported[c.step_id].after), c.step_id
+        assert c.resource.startswith("projects/netra-staging/")
 
 
 def test_rejection_is_recorded_with_reason():
@@ -134,6 +191,7 @@ class _Assets(HTMLParser):
 
 
 def test_html_is_self_contained_and_escaped(happy):
+    happy = happy.model_copy(deep=True)  # the module's fixture stays as the history says
     happy.request["note"] = "<script>alert(1)</script>"
     page = to_html(happy)
     parser = _Assets()
@@ -157,3 +215,5 @@ def test_payload_decoding():
     raw = decode(Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01"))
     assert raw == {"binary_base64": base64.b64encode(b"\x00\x01").decode()}
     assert "payload, 3 bytes" in decode(Payload(metadata={"encoding": b"binary/encrypted"}, data=b"abc"))
+    # What the SDK's converter cannot read is still shown as present, never dropped.
+    assert decode(Payload(metadata={"encoding": b"json/plain"}, data=b"{bad")) == "<json/plain payload, 4 bytes>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -12,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.health import free_port, port_open
+from devstack.health import port_open
+from gcpsim.launcher import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,3 +86,29 @@ def test_port_in_use_is_explained(tmp_path):
     assert r.returncode == 1
     assert f"port {port} (Temporal gRPC) is already in use" in r.stderr
     assert "--temporal-port" in r.stderr
+
+
+def test_next_command_reaches_a_stack_with_non_default_settings(monkeypatch):
+    from typer.main import get_command
+
+    from cli.client import Settings
+    from cli.main import app
+    from devstack.__main__ import banner, next_command
+    from devstack.stack import Stack, StackConfig
+
+    assert next_command(StackConfig()) == "runbook start --incident 1278"
+    cfg = StackConfig(temporal_port=7300, ui_port=8300, namespace="team-a", task_queue="remediation-b")
+    line = next_command(cfg)
+    assert line == ("TEMPORAL_ADDRESS=127.0.0.1:7300 runbook --ui-url http://localhost:8300 "
+                    "--namespace team-a --task-queue remediation-b start --incident 1278")
+    assert line in banner(cfg)
+    # Parsed as the CLI parses it, the command reaches the namespace and task queue that
+    # devstack's worker polls; otherwise the run it starts would wait forever.
+    assignment, _, command = line.partition(" runbook ")
+    monkeypatch.setenv(*assignment.split("=", 1))
+    ctx = get_command(app).make_context("runbook", shlex.split(command))
+    settings = Settings(**ctx.params)
+    worker = Stack(cfg).worker_env()
+    assert (settings.address, settings.namespace, settings.task_queue) == (
+        worker["TEMPORAL_ADDRESS"], worker["TEMPORAL_NAMESPACE"], worker["REMEDIATION_TASK_QUEUE"])
+    assert settings.ui_url == cfg.ui_url

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 
+import typer
 from typer.main import get_command
 
 from cli.main import app
-from devstack.health import free_port, port_open
+from devstack.health import port_open
 from devstack.stack import find_temporal
+from gcpsim.launcher import free_port
+from tests.cli.local_stack import REPO
 
 
 def test_console_script_target_is_the_typer_app():
-    # pyproject: runbook = "cli.main:app"
+    # What `pip install` turns into the `runbook` command.
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["runbook"]
+    module, _, attr = target.partition(":")
+    assert getattr(importlib.import_module(module), attr) is app
+    assert isinstance(app, typer.Typer)
     names = set(get_command(app).commands)
     assert {"start", "plan", "status", "approve", "reject", "abort", "list", "audit"} <= names
 
@@ -44,6 +53,11 @@ def test_audit_needs_an_id_or_a_file(offline_cli, tmp_path):
     bad.write_text(json.dumps({"events": [{"eventType": "NOT_AN_EVENT"}]}))
     r = offline_cli("audit", "--history-file", str(bad))
     assert r.code == 1 and "not a Temporal history export" in r.err
+    # Right shape, wrong field types: the protobuf parser's own error type.
+    bad.write_text(json.dumps({"events": [{"eventId": "abc"}]}))
+    r = offline_cli("audit", "--history-file", str(bad))
+    assert r.code == 1 and "not a Temporal history export" in r.err, r.text
+    assert "next: export it with `temporal workflow show" in r.err and "Traceback" not in r.text
     r = offline_cli("audit", "x", "--format", "pdf")
     assert r.code == 1 and "markdown, json or html" in r.err
 

@@ -7,24 +7,34 @@ import json
 import pytest
 
 from cli.client import CliError
-from cli.request_input import build_request
+from cli.request_input import build_request, raw_request
+from runbook.request import RemediationRequest
 
 
 def test_flags_override_file_and_set_paths(tmp_path):
     f = tmp_path / "req.json"
     f.write_text(json.dumps({"incident_id": "FROM-FILE", "targets": {"region": "europe-west1"}}))
-    req = build_request(request_file=f, incident="1278", requested_by="carol", project="p1",
-                        sets=["soak.window_s=120", "approval.default.approvers=[\"alice\",\"bob\"]",
-                              "targets.connector=my-conn"])
+    options = dict(request_file=f, incident="1278", requested_by="carol", project="p1",
+                   sets=["soak.window_s=120", "approval.default.approvers=[\"alice\",\"bob\"]",
+                         "targets.connector=my-conn"])
+    # Flags and --set merge into the file's object without adding anything else ...
+    req = raw_request(**options)
     assert req["incident_id"] == "1278"
     assert req["requested_by"] == "carol"
     assert req["targets"] == {"region": "europe-west1", "project": "p1", "connector": "my-conn"}
     assert req["soak"] == {"window_s": 120}
     assert req["approval"]["default"]["approvers"] == ["alice", "bob"]
+    # ... and what is sent is that object validated, defaults filled in.
+    model = build_request(**options)
+    assert model == RemediationRequest.model_validate(req)
+    assert (model.targets.region, model.targets.project, model.targets.connector) == (
+        "europe-west1", "p1", "my-conn")
+    assert model.soak.window_s == 120 and model.approval.default.approvers == ["alice", "bob"]
 
 
 def test_requester_defaults_to_login_so_two_person_rule_has_a_name():
-    assert build_request()["requested_by"]
+    assert raw_request()["requested_by"]
+    assert build_request().requested_by == raw_request()["requested_by"]
 
 
 def test_every_bad_field_is_named():

@@ -1,0 +1,32 @@
+"""The local stack the CLI and browser tests run against, started by devstack on free ports.
+
+A module of its own, not a conftest fixture, so tests/browser can import it: each
+directory has a conftest, and importing one by name would be ambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import Stack, StackConfig
+from gcpsim.launcher import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def running_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Stack]:
+    """Temporal dev server + Web UI, simulator and worker; stopped when the generator ends.
+
+    Meant for module-scoped fixtures (``yield from running_stack(...)``): two stacks at
+    once are too much for a 2-core machine.
+    """
+    cfg = StackConfig(root=REPO, data_dir=tmp_path_factory.mktemp(name),
+                      temporal_port=free_port(), ui_port=free_port(), sim_port=free_port(),
+                      # Simulated GCP operations (connector scaling, certificates) run
+                      # 50x faster; workflow timers stay real, so requests keep them short.
+                      sim_speed=50)
+    with Stack(cfg) as s:
+        yield s
