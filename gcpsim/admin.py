@@ -4,15 +4,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from . import faults, health_model, operations, world
-from .context import Sim
 from .errors import invalid
-from .http_util import read_json
+from .http_util import get_sim, read_json
 
 router = APIRouter(prefix="/_sim")
-
-
-def _sim(request: Request) -> Sim:
-    return request.app.state.sim
 
 
 @router.get("/healthz")
@@ -22,16 +17,15 @@ async def healthz():
 
 @router.get("/state")
 async def state(request: Request):
-    return world.dump(_sim(request))
+    return world.dump(get_sim(request))
 
 
 @router.post("/reset")
 async def reset(request: Request):
     """Restore the default world, or seed the world given in the body (state shape)."""
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     world.load(sim, body if body else world.default_world(sim))
-    request.app.state.diffusion.clear()
     return {"ok": True, "world": "custom" if body else "default"}
 
 
@@ -41,17 +35,17 @@ async def mutations(request: Request):
         since = int(request.query_params.get("since", 0))
     except ValueError as exc:
         raise invalid("since must be an integer sequence number.", "since") from exc
-    return {"mutations": _sim(request).store.mutations(since)}
+    return {"mutations": get_sim(request).store.mutations(since)}
 
 
 @router.get("/faults")
 async def list_faults(request: Request):
-    return {"faults": _sim(request).store.faults()}
+    return {"faults": get_sim(request).store.faults()}
 
 
 @router.post("/faults")
 async def add_fault(request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     fault = faults.validate(await read_json(request))
     fault["created"] = sim.iso()
     fault_id = sim.store.fault_add(fault)
@@ -60,18 +54,18 @@ async def add_fault(request: Request):
 
 @router.delete("/faults")
 async def clear_faults(request: Request):
-    _sim(request).store.faults_clear()
+    get_sim(request).store.faults_clear()
     return {"ok": True}
 
 
 @router.get("/clock")
 async def clock(request: Request):
-    return _sim(request).clock.snapshot()
+    return get_sim(request).clock.snapshot()
 
 
 @router.post("/clock/advance")
 async def advance(request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     try:
         seconds = float(body.get("seconds", 0))
@@ -86,10 +80,10 @@ async def advance(request: Request):
 
 @router.get("/app")
 async def app_figures(request: Request):
-    return health_model.compute(_sim(request))
+    return health_model.compute(get_sim(request))
 
 
 @router.get("/operations")
 async def list_operations(request: Request):
     """Every operation record (debugging aid; includes internal timers)."""
-    return {"operations": _sim(request).store.ops_all()}
+    return {"operations": get_sim(request).store.ops_all()}

@@ -27,7 +27,6 @@ def create_app(data_dir: str | Path, speed: float = 60.0) -> FastAPI:
 
     app = FastAPI(title="gcpsim", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sim = sim
-    app.state.diffusion = {}  # error-diffusion accumulators of the simulated app
 
     @app.middleware("http")
     async def settle_and_inject(request: Request, call_next):

@@ -3,7 +3,9 @@
 ``/health``, ``/health/database``, ``/auth/health`` and the ``/ws`` WebSocket answer
 according to :mod:`gcpsim.health_model`. The 503 share is produced exactly and without
 randomness by error diffusion: each endpoint accumulates its 503 rate per request and
-fails whenever the accumulator reaches 1, so N requests yield floor(N x rate) 503s.
+fails whenever the accumulator reaches 1, so N requests yield floor(N x rate) 503s. The
+accumulators are stored with the world, so a restarted simulator continues the sequence
+and a reset starts it afresh.
 Latency is reported in ``X-Sim-Latency-Ms`` and slept for latency/speed (capped).
 """
 from __future__ import annotations
@@ -16,20 +18,26 @@ from fastapi.responses import JSONResponse
 
 from . import faults, health_model, operations
 from .context import Sim
+from .http_util import get_sim
+from .store import Store
 
 router = APIRouter()
 MAX_SLEEP_S = 0.2
+# A "world:" meta key: world.load (every reset) wipes it with the rest of the world.
+DIFFUSION_KEY = "world:diffusion"
 
 
-def diffuse(state: dict[str, float], endpoint: str, rate: float) -> bool:
+def diffuse(store: Store, endpoint: str, rate: float) -> bool:
     """True when this request must fail so that failures track ``rate`` exactly."""
+    state = store.meta_get(DIFFUSION_KEY, {})
     acc = round(state.get(endpoint, 0.0) + rate, 9)
     fail = acc >= 1.0
     state[endpoint] = acc - 1.0 if fail else acc
+    store.meta_set(DIFFUSION_KEY, state)
     return fail
 
 
-def _decide(sim: Sim, diffusion: dict[str, float], method: str, path: str) -> tuple[bool, dict[str, Any], list]:
+def _decide(sim: Sim, method: str, path: str) -> tuple[bool, dict[str, Any], list]:
     figures = health_model.compute(sim)
     endpoint = figures["endpoints"].get(path, {"route": None, "rate_503": 1.0, "latency_ms": 0.0})
     route = figures["routes"].get(endpoint["route"], {})
@@ -38,12 +46,12 @@ def _decide(sim: Sim, diffusion: dict[str, float], method: str, path: str) -> tu
     if fault:
         reasons.insert(0, fault.get("message") or "injected app_503 fault")
         return True, endpoint, reasons
-    return diffuse(diffusion, path, endpoint["rate_503"]), endpoint, reasons
+    return diffuse(sim.store, path, endpoint["rate_503"]), endpoint, reasons
 
 
 async def _answer(request: Request, path: str) -> JSONResponse:
-    sim: Sim = request.app.state.sim
-    fail, endpoint, reasons = _decide(sim, request.app.state.diffusion, request.method, path)
+    sim = get_sim(request)
+    fail, endpoint, reasons = _decide(sim, request.method, path)
     latency = endpoint["latency_ms"]
     await asyncio.sleep(min(sim.clock.real_seconds(latency / 1000), MAX_SLEEP_S))
     headers = {"X-Sim-Latency-Ms": f"{latency:.1f}"}
@@ -74,7 +82,7 @@ async def websocket(ws: WebSocket):
     """``{"type":"auth","token":...}`` -> ``{"type":"auth_ok"}``; then ``{"type":"chat",
     "message":...}`` -> ``{"type":"ai_response",...}`` when the LB and Cloud Run timeouts
     allow a full AI answer; errors are sent as ``{"type":"error"}`` before closing."""
-    sim: Sim = ws.app.state.sim
+    sim = get_sim(ws)
     operations.settle(sim)
     await ws.accept()
     try:
@@ -86,12 +94,18 @@ async def websocket(ws: WebSocket):
         await ws.send_json({"type": "error", "error": "first message must be {\"type\":\"auth\",\"token\":...}"})
         await ws.close(code=1008)
         return
+    # The HTTP middleware does not see WebSockets: an http fault is taken here. When one
+    # fires it answers instead of the app, so no app_503 fault or 503 share is spent on it.
     http_fault = faults.take(sim.store, "http", "app", "GET", "/ws")
-    fail, endpoint, reasons = _decide(sim, ws.app.state.diffusion, "GET", "/ws")
+    if http_fault:
+        await ws.send_json({"type": "error", "code": http_fault["status"],
+                            "error": faults.http_error(http_fault).message})
+        await ws.close(code=1011)
+        return
+    fail, endpoint, reasons = _decide(sim, "GET", "/ws")
     await asyncio.sleep(min(sim.clock.real_seconds(endpoint["latency_ms"] / 1000), MAX_SLEEP_S))
-    if http_fault or fail:
-        status = http_fault["status"] if http_fault else 503
-        await ws.send_json({"type": "error", "code": status, "error": "Service Unavailable", "reasons": reasons})
+    if fail:
+        await ws.send_json({"type": "error", "code": 503, "error": "Service Unavailable", "reasons": reasons})
         await ws.close(code=1011)
         return
     if not str(msg.get("token") or "").strip():

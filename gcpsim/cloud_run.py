@@ -12,21 +12,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from . import faults, operations
-from .context import Sim, digest, public
-from .errors import already_exists, failed_precondition, grpc_status, invalid, not_found, GoogleError
-from .http_util import flag, page, read_json, wait_until
+from .context import ACTOR, Sim, digest, public
+from .errors import already_exists, failed_precondition, grpc_status, invalid, GoogleError
+from .http_util import flag, get_sim, paged, read_json
 from .run_model import (
     DELETE_REVISION_SECONDS, REVISION_TYPE, ROLLOUT_SECONDS, SERVICE_TYPE, TRAFFIC_ONLY_SECONDS,
-    WRITABLE, build_revision, camel, condition, default_traffic, normalize, render_revision, resolve_traffic,
-    serving_revisions, set_revision_status, short, startup_problem, validate_template, validate_traffic,
+    WRITABLE, build_revision, camel, condition, default_traffic, duration_seconds, normalize, render_revision,
+    resolve_traffic, serving_revisions, set_revision_status, short, startup_problem, validate_template,
+    validate_traffic,
 )
 
 router = APIRouter()
-ACTOR = "anonymous@gcpsim.local"
-
-
-def _sim(request: Request) -> Sim:
-    return request.app.state.sim
+MAX_WAIT_REAL_SECONDS = 60.0
 
 
 def _service_name(sim: Sim, p: str, l: str, s: str) -> str:
@@ -34,11 +31,8 @@ def _service_name(sim: Sim, p: str, l: str, s: str) -> str:
 
 
 def _get_service(sim: Sim, name: str) -> dict[str, Any]:
-    svc = sim.store.get("run", name)
-    if svc is None:
-        raise not_found(f"Resource '{short(name)}' of kind 'SERVICE' in region '{name.split('/')[3]}' "
-                        f"in project '{name.split('/')[1]}'")
-    return svc
+    return sim.require("run", name, f"Resource '{short(name)}' of kind 'SERVICE' in region '{name.split('/')[3]}' "
+                                    f"in project '{name.split('/')[1]}'")
 
 
 def revisions_of(sim: Sim, service_name: str) -> list[dict[str, Any]]:
@@ -70,19 +64,15 @@ def set_service_status(svc: dict[str, Any], state: str, t: str, message: str | N
 # ---- services -------------------------------------------------------------------
 @router.get("/v2/projects/{p}/locations/{l}/services/{s}")
 async def get_service(p: str, l: str, s: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     return public(_get_service(sim, _service_name(sim, p, l, s)))
 
 
 @router.get("/v2/projects/{p}/locations/{l}/services")
 async def list_services(p: str, l: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     items = sim.store.list("run", "services", f"projects/{sim.project_id(p)}/locations/{l}/services/")
-    chunk, nxt = page(items, request)
-    out: dict[str, Any] = {"services": [public(s) for s in chunk]}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return paged(items, request, "services", public)
 
 
 def _fields_to_update(request: Request, req: dict[str, Any]) -> list[str]:
@@ -109,7 +99,7 @@ def _expand_connector(sim: Sim, svc_name: str, template: dict[str, Any]) -> None
 
 @router.patch("/v2/projects/{p}/locations/{l}/services/{s}")
 async def update_service(p: str, l: str, s: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     name = _service_name(sim, p, l, s)
     current = _get_service(sim, name)
@@ -140,7 +130,9 @@ async def update_service(p: str, l: str, s: str, request: Request):
     changed = any(new.get(f) != current.get(f) for f in WRITABLE)
     op_name = f"projects/{sim.project_id(p)}/locations/{l}/operations/{operations.new_id()}"
     if flag(request, "validateOnly"):
-        return render_op(sim, _transient_done(op_name, public(new)))
+        # Nothing is stored: the finished operation only carries the would-be service.
+        return render_op(sim, operations.build(sim, api="run", kind="run.rollout", name=op_name, ctx={}, done=True,
+                                               result=public(new)))
     if not changed:
         # An idempotent repeat: a finished operation, no new generation, no mutation.
         return render_op(sim, operations.create_done(
@@ -183,15 +175,11 @@ async def update_service(p: str, l: str, s: str, request: Request):
     return render_op(sim, op)
 
 
-def _transient_done(name: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "kind": "run.rollout", "done": True, "result": result, "error": None, "ctx": {}}
-
-
 def _finalize_revision(sim: Sim, op: dict[str, Any], rev: dict[str, Any], t: str) -> str | None:
     """Decide (once) whether a pending revision starts; returns the failure message."""
     if rev["_sim"]["status"] == "PENDING":
         problem = (op["fail"] or {}).get("message") or rev["_sim"].get("start_failure") \
-            or startup_problem(sim, rev["_sim"]["template"])
+            or startup_problem(sim, rev["_sim"]["template"], rev["name"].split("/")[1])
         set_revision_status(rev, "FAILED" if problem else "READY", t, problem)
         sim.store.put("run", rev["name"], rev)
     if rev["_sim"]["status"] == "FAILED":
@@ -219,7 +207,7 @@ def _complete_rollout(sim: Sim, op: dict[str, Any]) -> None:
             if latest_ready is None or latest_ready["_sim"]["number"] < rev["_sim"]["number"]:
                 svc["latestReadyRevision"] = rev["name"]
     elif op["fail"]:
-        error = grpc_status(op["fail"]["code"], op["fail"]["message"])
+        error = op["fail"]
 
     if int(svc["generation"]) == ctx["generation"]:
         # This operation reconciles the current spec: publish its outcome.
@@ -232,40 +220,34 @@ def _complete_rollout(sim: Sim, op: dict[str, Any]) -> None:
                 svc["traffic"], short(svc.get("latestReadyRevision", "")) or None, svc["uri"])
             set_service_status(svc, "CONDITION_SUCCEEDED", t)
     sim.store.put("run", svc["name"], svc)
-    ctx["final"] = public(svc)
-    operations.finish(sim, op, error=error, result=None if error else public(svc))
+    # A failed operation still reports the service as metadata (render_op uses the result).
+    operations.finish(sim, op, error=error, result=public(svc))
 
 
 # ---- revisions ------------------------------------------------------------------
 @router.get("/v2/projects/{p}/locations/{l}/services/{s}/revisions")
 async def list_revisions(p: str, l: str, s: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     svc = _get_service(sim, _service_name(sim, p, l, s))
-    chunk, nxt = page(revisions_of(sim, svc["name"]), request)
-    out: dict[str, Any] = {"revisions": [render_revision(r, svc) for r in chunk]}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return paged(revisions_of(sim, svc["name"]), request, "revisions", lambda r: render_revision(r, svc))
 
 
 def _get_revision(sim: Sim, p: str, l: str, s: str, r: str) -> tuple[dict[str, Any], dict[str, Any]]:
     svc = _get_service(sim, _service_name(sim, p, l, s))
-    rev = sim.store.get("run", f"{svc['name']}/revisions/{r}")
-    if rev is None:
-        raise not_found(f"Resource '{r}' of kind 'REVISION' in region '{l}' in project '{p}'")
-    return svc, rev
+    return svc, sim.require("run", f"{svc['name']}/revisions/{r}",
+                            f"Resource '{r}' of kind 'REVISION' in region '{l}' in project '{p}'")
 
 
 @router.get("/v2/projects/{p}/locations/{l}/services/{s}/revisions/{r}")
 async def get_revision(p: str, l: str, s: str, r: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     svc, rev = _get_revision(sim, p, l, s, r)
     return render_revision(rev, svc)
 
 
 @router.delete("/v2/projects/{p}/locations/{l}/services/{s}/revisions/{r}")
 async def delete_revision(p: str, l: str, s: str, r: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     svc, rev = _get_revision(sim, p, l, s, r)
     etag = request.query_params.get("etag")
     if etag and etag != rev.get("etag"):
@@ -281,8 +263,8 @@ async def delete_revision(p: str, l: str, s: str, r: str, request: Request):
     op_name = f"projects/{sim.project_id(p)}/locations/{l}/operations/{operations.new_id()}"
     snapshot = render_revision(rev, svc)
     if flag(request, "validateOnly"):
-        return render_op(sim, {"name": op_name, "kind": "run.revision.delete", "done": True,
-                               "result": snapshot, "error": None, "ctx": {}})
+        return render_op(sim, operations.build(sim, api="run", kind="run.revision.delete", name=op_name, ctx={},
+                                               done=True, result=snapshot))
     if rev["_sim"].get("deleting"):
         raise failed_precondition(f"Revision '{r}' is already being deleted.")
     rev["_sim"]["deleting"] = True
@@ -304,13 +286,12 @@ def _complete_delete(sim: Sim, op: dict[str, Any]) -> None:
     if op["fail"]:
         rev["_sim"].pop("deleting", None)
         sim.store.put("run", rev["name"], rev)
-        operations.finish(sim, op, error=grpc_status(op["fail"]["code"], op["fail"]["message"]))
+        operations.fail(sim, op)
         return
     svc = sim.store.get("run", rev["service"])
     final = render_revision(rev, svc) | {"deleteTime": sim.iso(op["due"])}
     sim.store.delete("run", rev["name"])
     sim.log("run", "DELETE", rev["name"], rev, None, at=op["due"], operation=op["name"])
-    op["ctx"]["final"] = final
     operations.finish(sim, op, result=final)
 
 
@@ -322,7 +303,7 @@ def render_op(sim: Sim, op: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": op["name"], "done": op["done"]}
     ctx = op.get("ctx", {})
     if op["done"]:
-        metadata = op.get("result") or ctx.get("final") or ctx.get("snapshot") or {}
+        metadata = op.get("result") or ctx.get("snapshot") or {}
     elif op["kind"] == "run.rollout":
         metadata = public(sim.store.get("run", ctx["service"]) or {})
     else:
@@ -338,44 +319,38 @@ def render_op(sim: Sim, op: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get_op(sim: Sim, p: str, l: str, o: str) -> dict[str, Any]:
-    op = sim.store.op_get(f"projects/{sim.project_id(p)}/locations/{l}/operations/{o}")
-    if op is None or op["api"] != "run":
-        raise not_found(f"Operation '{o}'")
-    return op
+    return operations.get_or_404(sim, f"projects/{sim.project_id(p)}/locations/{l}/operations/{o}", "run",
+                                 f"Operation '{o}'")
 
 
 @router.get("/v2/projects/{p}/locations/{l}/operations/{o}")
 async def get_operation(p: str, l: str, o: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     return render_op(sim, _get_op(sim, p, l, o))
 
 
 @router.post("/v2/projects/{p}/locations/{l}/operations/{o}:wait")
 async def wait_operation(p: str, l: str, o: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
-    timeout = str(body.get("timeout", "60s")).rstrip("s")
-    real_timeout = min(float(timeout or 60), 60.0)
-    name = _get_op(sim, p, l, o)["name"]
-    await wait_until(lambda: sim.store.op_get(name)["done"], real_timeout, lambda: operations.settle(sim))
-    return render_op(sim, sim.store.op_get(name))
+    timeout = duration_seconds(body.get("timeout"), MAX_WAIT_REAL_SECONDS)
+    if timeout is None:
+        raise invalid(f"timeout: '{body['timeout']}' is not a duration like '30s'.", "timeout")
+    op = _get_op(sim, p, l, o)
+    return render_op(sim, await operations.wait(sim, op["name"], "run", f"Operation '{o}'",
+                                                min(timeout, MAX_WAIT_REAL_SECONDS)))
 
 
 @router.delete("/v2/projects/{p}/locations/{l}/operations/{o}")
 async def delete_operation(p: str, l: str, o: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     sim.store.op_delete(_get_op(sim, p, l, o)["name"])
     return {}
 
 
 @router.get("/v2/projects/{p}/locations/{l}/operations")
 async def list_operations(p: str, l: str, request: Request):
-    sim = _sim(request)
-    ops = [o for o in sim.store.ops_list("run", f"projects/{sim.project_id(p)}/locations/{l}/operations/")
-           if not o.get("internal")]
-    chunk, nxt = page(ops, request)
-    out: dict[str, Any] = {"operations": [render_op(sim, o) for o in chunk]}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    sim = get_sim(request)
+    ops = sim.store.ops_list("run", f"projects/{sim.project_id(p)}/locations/{l}/operations/")
+    return paged(ops, request, "operations", lambda o: render_op(sim, o))
 

@@ -13,25 +13,22 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from . import faults, operations
-from .context import Sim, digest, public
-from .errors import in_progress, invalid, not_found
-from .http_util import read_json
+from .context import ACTOR, Sim, digest, public
+from .errors import in_progress, invalid
+from .http_util import get_sim, read_json
 from .sql_catalog import default_max_connections, flag_def, flag_items, tier_items, tier_shape, validate_flags
 
 router = APIRouter()
 BASE = "https://sqladmin.googleapis.com/v1"
-ACTOR = "anonymous@gcpsim.local"
 # Simulated seconds: a tier change (stop, resize, start), a restart for a static flag,
 # and an online settings change.
 TIER_CHANGE_SECONDS, RESTART_SECONDS, ONLINE_SECONDS = 300.0, 120.0, 30.0
 PENDING_SECONDS = 2.0  # an operation reports PENDING this long before RUNNING
 OUTPUT_ONLY_SETTINGS = {"kind", "settingsVersion"}
-ENUMS = {"activationPolicy": {"ALWAYS", "NEVER", "ON_DEMAND"}, "availabilityType": {"ZONAL", "REGIONAL"},
-         "edition": {"ENTERPRISE", "ENTERPRISE_PLUS"}}
-
-
-def _sim(request: Request) -> Sim:
-    return request.app.state.sim
+# Tuples, not sets: membership compares by equality, so a value that is not hashable (a
+# list) is refused as INVALID_ARGUMENT instead of raising TypeError.
+ENUMS = {"activationPolicy": ("ALWAYS", "NEVER", "ON_DEMAND"), "availabilityType": ("ZONAL", "REGIONAL"),
+         "edition": ("ENTERPRISE", "ENTERPRISE_PLUS")}
 
 
 def instance_key(project_id: str, instance: str) -> str:
@@ -39,20 +36,22 @@ def instance_key(project_id: str, instance: str) -> str:
 
 
 def _get(sim: Sim, p: str, i: str) -> dict[str, Any]:
-    inst = sim.store.get("sqladmin", instance_key(sim.project_id(p), i))
-    if inst is None:
-        raise not_found(f"The Cloud SQL instance '{i}'")
-    return inst
+    return sim.require("sqladmin", instance_key(sim.project_id(p), i), f"The Cloud SQL instance '{i}'")
 
 
 def maintenance_fault(sim: Sim, inst: dict[str, Any]) -> dict[str, Any] | None:
     return faults.active(sim.store, "sql_maintenance", "sqladmin", instance_key(inst["project"], inst["name"]))
 
 
+def restarting(sim: Sim, inst: dict[str, Any]) -> bool:
+    """A tier or restart-flag change is running, or a ``sql_maintenance`` fault stands."""
+    op = sim.store.op_get(inst["_sim"]["op"]) if inst["_sim"].get("op") else None
+    return bool(op and not op["done"] and op["ctx"].get("restart")) or maintenance_fault(sim, inst) is not None
+
+
 def render_instance(sim: Sim, inst: dict[str, Any]) -> dict[str, Any]:
     out = public(inst)
-    op = sim.store.op_get(inst["_sim"]["op"]) if inst["_sim"].get("op") else None
-    if (op and not op["done"] and op["ctx"].get("restart")) or maintenance_fault(sim, inst):
+    if restarting(sim, inst):
         out["state"] = "MAINTENANCE"
     return out
 
@@ -78,32 +77,45 @@ def _merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _disk_gb(settings: dict[str, Any]) -> int:
+    value = settings.get("dataDiskSizeGb", 0)
+    if not str(value).isdigit():
+        raise invalid(f"settings.dataDiskSizeGb: '{value}' is not a whole number of GB.", "settings.dataDiskSizeGb")
+    return int(value)
+
+
 def _validate_settings(new: dict[str, Any], old: dict[str, Any], version: str) -> dict[str, str]:
+    """Check the merged settings and normalise their ``databaseFlags``; returns {flag: value}."""
     for field, allowed in ENUMS.items():
         if field in new and new[field] not in allowed:
             raise invalid(f"settings.{field}: '{new[field]}' is not one of {sorted(allowed)}.", f"settings.{field}")
     tier_shape(new.get("tier", ""), new.get("edition", "ENTERPRISE"))
-    if int(new.get("dataDiskSizeGb", 0)) < int(old.get("dataDiskSizeGb", 0)):
+    if _disk_gb(new) < _disk_gb(old):
         raise invalid("settings.dataDiskSizeGb: disk size cannot be decreased.", "settings.dataDiskSizeGb")
-    return validate_flags(new.get("databaseFlags", []), version)
+    flags = validate_flags(new.get("databaseFlags", []), version)
+    if "databaseFlags" in new:
+        # Stored as the API returns them: string values, sorted by name. An integer value or
+        # a reordered list is then no change (no spurious operation, restart or mutation).
+        new["databaseFlags"] = [{"name": n, "value": v} for n, v in sorted(flags.items())]
+    return flags
 
 
 @router.get("/v1/projects/{p}/instances/{i}")
 async def get_instance(p: str, i: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     return render_instance(sim, _get(sim, p, i))
 
 
 @router.get("/v1/projects/{p}/instances")
 async def list_instances(p: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     items = sim.store.list("sqladmin", "instances", f"projects/{sim.project_id(p)}/instances/")
     return {"kind": "sql#instancesList", "items": [render_instance(sim, x) for x in items]}
 
 
 @router.patch("/v1/projects/{p}/instances/{i}")
 async def patch_instance(p: str, i: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     inst = _get(sim, p, i)
     busy = sim.store.op_get(inst["_sim"]["op"]) if inst["_sim"].get("op") else None
@@ -152,7 +164,7 @@ def _complete_update(sim: Sim, op: dict[str, Any]) -> None:
     inst["_sim"]["op"] = None
     if op["fail"]:
         sim.store.put("sqladmin", op["ctx"]["instance"], inst)
-        operations.finish(sim, op, error={"code": op["fail"]["code"], "message": op["fail"]["message"]})
+        operations.fail(sim, op)
         return
     before = copy.deepcopy(inst)
     inst["settings"] = op["ctx"]["settings"]
@@ -194,16 +206,14 @@ def render_op(sim: Sim, op: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/v1/projects/{p}/operations/{o}")
 async def get_operation(p: str, o: str, request: Request):
-    sim = _sim(request)
-    op = sim.store.op_get(f"projects/{sim.project_id(p)}/operations/{o}")
-    if op is None or op["api"] != "sqladmin":
-        raise not_found(f"The Cloud SQL operation '{o}'")
-    return render_op(sim, op)
+    sim = get_sim(request)
+    return render_op(sim, operations.get_or_404(sim, f"projects/{sim.project_id(p)}/operations/{o}", "sqladmin",
+                                                f"The Cloud SQL operation '{o}'"))
 
 
 @router.get("/v1/projects/{p}/operations")
 async def list_operations(p: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     ops = sim.store.ops_list("sqladmin", f"projects/{sim.project_id(p)}/operations/")
     instance = request.query_params.get("instance")
     items = [render_op(sim, o) for o in reversed(ops)]
@@ -214,7 +224,7 @@ async def list_operations(p: str, request: Request):
 
 @router.get("/v1/projects/{p}/tiers")
 async def list_tiers(p: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     regions = {i["region"] for i in sim.store.list("sqladmin", "instances", f"projects/{sim.project_id(p)}/")}
     return {"kind": "sql#tiersList", "items": tier_items(sorted(regions)[0] if regions else "us-central1")}
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Request
 
 from . import operations
-from .context import Sim, digest, numeric_id, public
-from .errors import GoogleError, already_exists, grpc_status, invalid, not_found
-from .http_util import read_json, wait_until
+from .context import ACTOR, Sim, digest, numeric_id, public
+from .errors import GoogleError, already_exists, invalid, not_found
+from .http_util import get_sim, read_json
 
 router = APIRouter()
 PREFIX = "/compute/v1/projects/{p}/global"
 LINK = "https://www.googleapis.com/compute/v1/"
-ACTOR = "anonymous@gcpsim.local"
 # Simulated seconds: global operations finish quickly; managed certificates take minutes
 # (real ones take 15-60 min once DNS points at the load balancer); wait blocks <= 2 min.
 OP_SECONDS = 2.0
@@ -34,23 +33,19 @@ _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
-def _sim(request: Request) -> Sim:
-    return request.app.state.sim
-
-
 def key(sim: Sim, p: str, collection: str, name: str) -> str:
     return f"projects/{sim.project_id(p)}/global/{collection}/{name}"
 
 
-def _get(sim: Sim, k: str, what: str) -> dict[str, Any]:
-    res = sim.store.get("compute", k)
-    if res is None:
-        raise not_found(f"The resource '{k}' ({what})")
-    return res
+def _get(sim: Sim, k: str) -> dict[str, Any]:
+    return sim.require("compute", k, f"The resource '{k}'")
 
 
 def fingerprint(res: dict[str, Any]) -> str:
-    return digest({k: v for k, v in res.items() if k not in ("fingerprint", "_sim")}, 11) + "="
+    """Hashes the content and the resource's change counter, so that a change which
+    reverts an earlier one still gets a new fingerprint (an old one never matches again)."""
+    content = {k: v for k, v in res.items() if k not in ("fingerprint", "_sim")}
+    return digest([content, res.get("_sim", {}).get("changes", 0)], 11) + "="
 
 
 def _merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -78,26 +73,31 @@ def validate_health_check(hc: dict[str, Any]) -> None:
     if timeout > interval:
         raise invalid(f"Invalid value for field 'resource.timeoutSec': '{timeout}'. timeoutSec must be less "
                       f"than or equal to checkIntervalSec ({interval}).", "timeoutSec")
-    block = HC_BLOCKS.get(hc.get("type", ""))
+    block = HC_BLOCKS.get(hc.get("type")) if isinstance(hc.get("type"), str) else None
     if block is None:
         raise invalid(f"Invalid value for field 'resource.type': '{hc.get('type')}'.", "type")
     for other in HC_BLOCKS.values():
         if other != block and other in hc:
             raise invalid(f"Invalid value for field 'resource.{other}': a {hc['type']} health check must use "
                           f"'{block}'.", other)
-    path = hc.get(block, {}).get("requestPath", "/")
-    if not str(path).startswith("/"):
+    settings = hc.get(block, {})
+    path = settings.get("requestPath", "/") if isinstance(settings, dict) else None
+    if not isinstance(path, str) or not path.startswith("/"):
         raise invalid(f"Invalid value for field 'resource.{block}.requestPath': '{path}'.",
                       f"{block}.requestPath")
 
 
 def _validate_backend_service(sim: Sim, p: str, bs: dict[str, Any]) -> None:
     _int_field(bs, "timeoutSec", 1, 2147483647)
-    drain = bs.get("connectionDraining", {}).get("drainingTimeoutSec", 0)
+    draining = bs.get("connectionDraining", {})
+    drain = draining.get("drainingTimeoutSec", 0) if isinstance(draining, dict) else None
     if not isinstance(drain, int) or not 0 <= drain <= 3600:
         raise invalid("Invalid value for field 'resource.connectionDraining.drainingTimeoutSec'.",
                       "connectionDraining.drainingTimeoutSec")
-    for i, link in enumerate(bs.get("healthChecks", [])):
+    links = bs.get("healthChecks", [])
+    if not isinstance(links, list):
+        raise invalid(f"Invalid value for field 'resource.healthChecks': '{links}'. Must be a list.", "healthChecks")
+    for i, link in enumerate(links):
         hc_name = str(link).rstrip("/").rsplit("/", 1)[-1]
         if sim.store.get("compute", key(sim, p, "healthChecks", hc_name)) is None:
             raise invalid(f"Invalid value for field 'resource.healthChecks[{i}]': '{link}'. The health check "
@@ -105,16 +105,22 @@ def _validate_backend_service(sim: Sim, p: str, bs: dict[str, Any]) -> None:
 
 
 # ---- operations -----------------------------------------------------------------
+def _earlier_op(sim: Sim, request: Request) -> dict[str, Any] | None:
+    """The operation an earlier call with this ``requestId`` started, while it still exists."""
+    request_id = request.query_params.get("requestId")
+    name = sim.store.meta_get(f"reqid:compute:{request_id}") if request_id else None
+    return sim.store.op_get(name) if name else None
+
+
 def _begin(sim: Sim, request: Request, p: str, op_type: str, target: str) -> tuple[dict[str, Any], bool]:
     """Start (or, for a repeated requestId, find) the operation for a mutating call.
 
     Returns (operation, apply): ``apply`` is False when this is an idempotent repeat or
     when a fault dooms the operation, so the caller must not change anything."""
+    earlier = _earlier_op(sim, request)
+    if earlier:
+        return earlier, False
     request_id = request.query_params.get("requestId")
-    if request_id:
-        earlier = sim.store.meta_get(f"reqid:compute:{request_id}")
-        if earlier and sim.store.op_get(earlier):
-            return sim.store.op_get(earlier), False
     millis = int(sim.now() * 1000)
     op_name = f"operation-{millis}-{operations.new_id()[:13].replace('-', '')}"
     op = operations.create(sim, api="compute", kind="compute.op",
@@ -123,13 +129,17 @@ def _begin(sim: Sim, request: Request, p: str, op_type: str, target: str) -> tup
                            ctx={"type": op_type, "target": target, "request_id": request_id})
     if request_id:
         sim.store.meta_set(f"reqid:compute:{request_id}", op["name"])
-    return op, not (op["fail"] or op["hang"])
+    doomed = op["fail"] is not None or op["due"] is None  # a fault makes it fail or hang
+    return op, not doomed
 
 
 @operations.completer("compute.op")
 def _complete_op(sim: Sim, op: dict[str, Any]) -> None:
-    error = grpc_status(op["fail"]["code"], op["fail"]["message"]) if op["fail"] else None
-    operations.finish(sim, op, error=error)
+    # The change (if any) was applied at acceptance; the operation only reports it.
+    if op["fail"]:
+        operations.fail(sim, op)
+    else:
+        operations.finish(sim, op)
 
 
 _HTTP_FOR_CODE = {3: 400, 5: 404, 7: 403, 8: 429, 9: 400, 10: 409, 13: 500, 14: 503}
@@ -159,82 +169,79 @@ def render_op(sim: Sim, op: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _op_name(sim: Sim, p: str, o: str) -> str:
+    return f"projects/{sim.project_id(p)}/global/operations/{o}"
+
+
 @router.get(PREFIX + "/operations/{o}")
 async def get_operation(p: str, o: str, request: Request):
-    sim = _sim(request)
-    op = sim.store.op_get(f"projects/{sim.project_id(p)}/global/operations/{o}")
-    if op is None:
-        raise not_found(f"The resource 'projects/{p}/global/operations/{o}'")
-    return render_op(sim, op)
+    sim = get_sim(request)
+    name = _op_name(sim, p, o)
+    return render_op(sim, operations.get_or_404(sim, name, "compute", f"The resource '{name}'"))
 
 
 @router.post(PREFIX + "/operations/{o}/wait")
 async def wait_operation(p: str, o: str, request: Request):
-    sim = _sim(request)
-    name = f"projects/{sim.project_id(p)}/global/operations/{o}"
-    if sim.store.op_get(name) is None:
-        raise not_found(f"The resource '{name}'")
+    sim = get_sim(request)
+    name = _op_name(sim, p, o)
     # Blocks up to ~2 simulated minutes, like the real wait (which gives up after ~2 min).
-    await wait_until(lambda: sim.store.op_get(name)["done"], sim.clock.real_seconds(WAIT_SIM_SECONDS),
-                     lambda: operations.settle(sim))
-    return render_op(sim, sim.store.op_get(name))
+    return render_op(sim, await operations.wait(sim, name, "compute", f"The resource '{name}'",
+                                                sim.clock.real_seconds(WAIT_SIM_SECONDS)))
 
 
 # ---- health checks --------------------------------------------------------------
+async def _patch(sim: Sim, request: Request, p: str, collection: str, name: str, noun: str,
+                 validate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """PATCH: merge the body into the resource, refuse a rename, validate, then apply."""
+    body = await read_json(request)
+    k = key(sim, p, collection, name)
+    current = _get(sim, k)
+    if "fingerprint" in current and not _earlier_op(sim, request) \
+            and body.get("fingerprint") != current["fingerprint"]:
+        # Optimistic locking: the caller must send the fingerprint of its latest GET.
+        raise GoogleError(412, "Invalid fingerprint: the resource has changed since it was read "
+                               f"(sent '{body.get('fingerprint')}'). Get the {noun} again and retry.",
+                          status="FAILED_PRECONDITION", reason="conditionNotMet")
+    if body.get("name", name) != name:
+        raise invalid(f"Invalid value for field 'resource.name': a {noun} cannot be renamed.", "name")
+    new = _merge(current, body)
+    validate(new)
+    return render_op(sim, _apply(sim, request, p, "patch", k, current, new)[0])
+
+
 @router.get(PREFIX + "/healthChecks/{hc}")
 async def get_health_check(p: str, hc: str, request: Request):
-    sim = _sim(request)
-    return public(_get(sim, key(sim, p, "healthChecks", hc), "healthCheck"))
+    sim = get_sim(request)
+    return public(_get(sim, key(sim, p, "healthChecks", hc)))
 
 
 @router.get(PREFIX + "/healthChecks")
 async def list_health_checks(p: str, request: Request):
-    return _list(_sim(request), p, "healthChecks", "compute#healthCheckList", request)
+    return _list(get_sim(request), p, "healthChecks", "compute#healthCheckList", request)
 
 
 @router.patch(PREFIX + "/healthChecks/{hc}")
 async def patch_health_check(p: str, hc: str, request: Request):
-    sim = _sim(request)
-    body = await read_json(request)
-    k = key(sim, p, "healthChecks", hc)
-    current = _get(sim, k, "healthCheck")
-    if body.get("name", hc) != hc:
-        raise invalid("Invalid value for field 'resource.name': a health check cannot be renamed.", "name")
-    new = _merge(current, body)
-    validate_health_check(new)
-    return render_op(sim, _apply(sim, request, p, "patch", k, current, new)[0])
+    return await _patch(get_sim(request), request, p, "healthChecks", hc, "health check", validate_health_check)
 
 
 # ---- backend services -----------------------------------------------------------
 @router.get(PREFIX + "/backendServices/{bs}")
 async def get_backend_service(p: str, bs: str, request: Request):
-    sim = _sim(request)
-    return public(_get(sim, key(sim, p, "backendServices", bs), "backendService"))
+    sim = get_sim(request)
+    return public(_get(sim, key(sim, p, "backendServices", bs)))
 
 
 @router.get(PREFIX + "/backendServices")
 async def list_backend_services(p: str, request: Request):
-    return _list(_sim(request), p, "backendServices", "compute#backendServiceList", request)
+    return _list(get_sim(request), p, "backendServices", "compute#backendServiceList", request)
 
 
 @router.patch(PREFIX + "/backendServices/{bs}")
 async def patch_backend_service(p: str, bs: str, request: Request):
-    sim = _sim(request)
-    body = await read_json(request)
-    k = key(sim, p, "backendServices", bs)
-    current = _get(sim, k, "backendService")
-    request_id = request.query_params.get("requestId")
-    repeat = request_id and sim.store.meta_get(f"reqid:compute:{request_id}")
-    if not repeat and body.get("fingerprint") != current["fingerprint"]:
-        # Optimistic locking: the caller must send the fingerprint of its latest GET.
-        raise GoogleError(412, "Invalid fingerprint: the resource has changed since it was read "
-                               f"(sent '{body.get('fingerprint')}'). Get the backend service again and retry.",
-                          status="FAILED_PRECONDITION", reason="conditionNotMet")
-    if body.get("name", bs) != bs:
-        raise invalid("Invalid value for field 'resource.name': a backend service cannot be renamed.", "name")
-    new = _merge(current, body)
-    _validate_backend_service(sim, p, new)
-    return render_op(sim, _apply(sim, request, p, "patch", k, current, new)[0])
+    sim = get_sim(request)
+    return await _patch(sim, request, p, "backendServices", bs, "backend service",
+                        lambda new: _validate_backend_service(sim, p, new))
 
 
 def _apply(sim: Sim, request: Request, p: str, op_type: str, k: str, current: dict[str, Any] | None,
@@ -249,6 +256,8 @@ def _apply(sim: Sim, request: Request, p: str, op_type: str, k: str, current: di
                 sim.store.delete("compute", k)
             else:
                 if "fingerprint" in new:
+                    priv = new.setdefault("_sim", {})
+                    priv["changes"] = priv.get("changes", 0) + 1
                     new["fingerprint"] = fingerprint(new)
                 sim.store.put("compute", k, new)
             sim.log("compute", request.method, k, current, new, request_id=op["ctx"]["request_id"],
@@ -293,27 +302,25 @@ def _filter_match(res: dict[str, Any], expr: str) -> bool:
 # ---- SSL certificates -----------------------------------------------------------
 @router.get(PREFIX + "/sslCertificates")
 async def list_ssl_certificates(p: str, request: Request):
-    return _list(_sim(request), p, "sslCertificates", "compute#sslCertificateList", request)
+    return _list(get_sim(request), p, "sslCertificates", "compute#sslCertificateList", request)
 
 
 @router.get(PREFIX + "/sslCertificates/{c}")
 async def get_ssl_certificate(p: str, c: str, request: Request):
-    sim = _sim(request)
-    return public(_get(sim, key(sim, p, "sslCertificates", c), "sslCertificate"))
+    sim = get_sim(request)
+    return public(_get(sim, key(sim, p, "sslCertificates", c)))
 
 
 @router.post(PREFIX + "/sslCertificates")
 async def insert_ssl_certificate(p: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     name = body.get("name", "")
-    if not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise invalid(f"Invalid value for field 'resource.name': '{name}'. Must be a match of regex "
                       "'[a-z]([-a-z0-9]*[a-z0-9])?'.", "name")
     k = key(sim, p, "sslCertificates", name)
-    request_id = request.query_params.get("requestId")
-    if sim.store.get("compute", k) is not None and not (
-            request_id and sim.store.meta_get(f"reqid:compute:{request_id}")):
+    if sim.store.get("compute", k) is not None and not _earlier_op(sim, request):
         raise already_exists(f"The resource '{k}'")
     cert_type = body.get("type") or ("MANAGED" if "managed" in body else "SELF_MANAGED")
     t = sim.iso()
@@ -322,15 +329,16 @@ async def insert_ssl_certificate(p: str, request: Request):
         "description": body.get("description", ""), "selfLink": LINK + k, "type": cert_type,
     }
     if cert_type == "MANAGED":
-        domains = body.get("managed", {}).get("domains", [])
-        if not domains or len(domains) > 100:
+        managed = body.get("managed", {})
+        domains = managed.get("domains", []) if isinstance(managed, dict) else None
+        if not isinstance(domains, list) or not domains or len(domains) > 100:
             raise invalid("Invalid value for field 'resource.managed.domains': between 1 and 100 domains are "
                           "required.", "managed.domains")
         for d in domains:
-            if d.startswith("*."):
+            if isinstance(d, str) and d.startswith("*."):
                 raise invalid(f"Invalid value for field 'resource.managed.domains': '{d}'. Wildcard domains are "
                               "not supported for Google-managed certificates.", "managed.domains")
-            if not _HOST.fullmatch(str(d)):
+            if not isinstance(d, str) or not _HOST.fullmatch(d):
                 raise invalid(f"Invalid value for field 'resource.managed.domains': '{d}'.", "managed.domains")
         cert["managed"] = {"domains": list(domains), "status": "PROVISIONING",
                            "domainStatus": {d: "PROVISIONING" for d in domains}}
@@ -344,9 +352,9 @@ async def insert_ssl_certificate(p: str, request: Request):
         raise invalid(f"Invalid value for field 'resource.type': '{cert_type}'.", "type")
     op, applied = _apply(sim, request, p, "insert", k, sim.store.get("compute", k), cert)
     if applied and cert_type == "MANAGED":
-        operations.create(sim, api="compute", kind="compute.cert.provision", internal=True,
+        operations.create(sim, api="compute", kind="compute.cert.provision",
                           name=f"internal/cert/{operations.new_id()}", duration=CERT_PROVISION_SECONDS,
-                          ctx={"certificate": k, "id": cert["id"]}, method="", path="")
+                          ctx={"certificate": k, "id": cert["id"]})
     return render_op(sim, op)
 
 
@@ -365,10 +373,9 @@ def _complete_provisioning(sim: Sim, op: dict[str, Any]) -> None:
 
 @router.delete(PREFIX + "/sslCertificates/{c}")
 async def delete_ssl_certificate(p: str, c: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     k = key(sim, p, "sslCertificates", c)
-    request_id = request.query_params.get("requestId")
     current = sim.store.get("compute", k)
-    if current is None and not (request_id and sim.store.meta_get(f"reqid:compute:{request_id}")):
+    if current is None and not _earlier_op(sim, request):
         raise not_found(f"The resource '{k}'")
     return render_op(sim, _apply(sim, request, p, "delete", k, current, None)[0])

@@ -11,7 +11,12 @@ import json
 from typing import Any
 
 from .clock import Clock, iso
+from .errors import not_found
 from .store import Store
+
+# Who the simulator reports as the caller (lastModifier, operation user, mutationRecord):
+# clients connect with anonymous credentials.
+ACTOR = "anonymous@gcpsim.local"
 
 
 class Sim:
@@ -42,6 +47,13 @@ class Sim:
             if project in (p["projectId"], p["projectNumber"]):
                 return p["projectNumber"]
         return project
+
+    def require(self, api: str, name: str, what: str) -> dict[str, Any]:
+        """The stored resource, or the API's 404 naming ``what``."""
+        res = self.store.get(api, name)
+        if res is None:
+            raise not_found(what)
+        return res
 
     def app_params(self) -> dict[str, Any]:
         return self.store.meta_get("world:app", {})

@@ -94,8 +94,8 @@ def invalid(message: str, field: str | None = None) -> GoogleError:
     return GoogleError(400, message, status="INVALID_ARGUMENT", reason="invalid", metadata=meta)
 
 
-def failed_precondition(message: str, code: int = 400) -> GoogleError:
-    return GoogleError(code, message, status="FAILED_PRECONDITION", reason="failedPrecondition")
+def failed_precondition(message: str) -> GoogleError:
+    return GoogleError(400, message, status="FAILED_PRECONDITION", reason="failedPrecondition")
 
 
 def not_found(what: str) -> GoogleError:

@@ -51,12 +51,19 @@ def api_of(path: str) -> str | None:
     return None
 
 
+def _int(spec: dict[str, Any], field: str, default: int) -> int:
+    value = spec.get(field, default)
+    if isinstance(value, bool) or not str(value).lstrip("-").isdigit():
+        raise invalid(f"{field} must be an integer", field)
+    return int(value)
+
+
 def validate(spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise invalid(f"fault kind must be one of {sorted(KINDS)}", "kind")
     api = spec.get("api")
-    if api is not None and api not in APIS:
+    if api is not None and (not isinstance(api, str) or api not in APIS):
         raise invalid(f"fault api must be one of {sorted(APIS)}", "api")
     fault: dict[str, Any] = {
         "kind": kind,
@@ -67,7 +74,7 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
         "fired": 0,
     }
     if kind == "http":
-        status = int(spec.get("status", 503))
+        status = _int(spec, "status", 503)
         if status == 401:
             raise invalid("status 401 is not allowed: anonymous credentials cannot refresh", "status")
         if not 400 <= status <= 599:
@@ -75,9 +82,9 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
         fault["status"] = status
         fault["reason"] = spec.get("reason")
     if kind == "operation_error":
-        fault["code"] = int(spec.get("code", 13))
+        fault["code"] = _int(spec, "code", 13)
     if kind not in UNCOUNTED:
-        count = int(spec.get("count", 1))
+        count = _int(spec, "count", 1)
         if count < 1:
             raise invalid("count must be >= 1", "count")
         fault["count"] = count
@@ -111,12 +118,8 @@ def take(store: Store, kind: str, api: str | None, method: str | None, path: str
 
 
 def active(store: Store, kind: str, api: str | None, path: str) -> dict[str, Any] | None:
-    """A live matching fault of ``kind`` without consuming it (for standing faults)."""
-    for fault in store.faults():
-        if fault["kind"] == kind and _matches(fault, api, None, path):
-            if kind in UNCOUNTED or fault.get("remaining", 0) > 0:
-                return fault
-    return None
+    """A matching standing (uncounted) fault of ``kind``, without consuming it."""
+    return next((f for f in store.faults() if f["kind"] == kind and _matches(f, api, None, path)), None)
 
 
 def record_fire(store: Store, fault: dict[str, Any]) -> None:

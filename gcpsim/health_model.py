@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cloud_sql import effective_max_connections, maintenance_fault
+from .cloud_sql import effective_max_connections, restarting
 from .context import Sim
 from .run_model import duration_seconds, env_of, limits, serving_revisions, short
 from .vpc_access import MBPS_PER_INSTANCE
@@ -68,7 +68,9 @@ def compute(sim: Sim) -> dict[str, Any]:
         u = params["egress_demand_mbps"] / capacity
         vpc |= {"available": True, "machineType": conn["machineType"], "maxInstances": conn["maxInstances"],
                 "capacity_mbps": capacity, "utilisation": round(u, 4),
-                "overflow_share": round(max(0.0, 1 - 1 / u), 4),
+                # Written as in f_db so that no egress demand (u = 0) is no overflow, not 1/0.
+                "overflow_share": round(max(0.0, 1 - capacity / params["egress_demand_mbps"])
+                                        if params["egress_demand_mbps"] else 0.0, 4),
                 "latency_ms": round(_knee(u, params["vpc_base_ms"], params["vpc_knee"], params["vpc_queue_ms"]), 1)}
     else:
         vpc |= {"available": False, "overflow_share": 1.0, "latency_ms": 0.0,
@@ -94,11 +96,8 @@ def compute(sim: Sim) -> dict[str, Any]:
                           "max_overflow": overflow, "connections": instances * (size + overflow / 2)})
     demand = sum(p["connections"] for p in pools)
     db: dict[str, Any] = {"instance": inst_key, "pools": pools, "demand_connections": demand}
-    restarting = False
-    if inst:
-        op = store.op_get(inst["_sim"]["op"]) if inst["_sim"].get("op") else None
-        restarting = bool(op and not op["done"] and op["ctx"].get("restart")) or bool(maintenance_fault(sim, inst))
-    if inst and not restarting and inst["state"] == "RUNNABLE":
+    down = inst is not None and restarting(sim, inst)
+    if inst and not down and inst["state"] == "RUNNABLE":
         cap = effective_max_connections(inst)
         u = demand / cap
         db |= {"available": True, "tier": inst["settings"]["tier"], "max_connections": cap,
@@ -106,7 +105,7 @@ def compute(sim: Sim) -> dict[str, Any]:
                "latency_ms": round(params["db_base_ms"] + params["db_wait_ms"] * max(0.0, u - params["db_knee"]), 1)}
     else:
         db |= {"available": False, "refused_share": 1.0, "latency_ms": 0.0,
-               "state": ("MAINTENANCE" if restarting else inst["state"]) if inst else "MISSING"}
+               "state": ("MAINTENANCE" if down else inst["state"]) if inst else "MISSING"}
 
     # --- per route: latency, health-check flapping, resulting 503 rate ---------------
     out_routes: dict[str, Any] = {}

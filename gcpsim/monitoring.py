@@ -14,24 +14,21 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from . import health_model
-from .context import Sim, public
-from .errors import invalid, not_found
-from .http_util import page, read_json
+from .context import ACTOR, Sim, public
+from .errors import invalid
+from .http_util import get_sim, paged, read_json
 from .run_model import camel
 
 router = APIRouter()
-ACTOR = "anonymous@gcpsim.local"
 CONDITION_KINDS = ("conditionThreshold", "conditionAbsent", "conditionMatchedLog",
                    "conditionMonitoringQueryLanguage", "conditionPrometheusQueryLanguage", "conditionSql")
-COMPARISONS = {"COMPARISON_GT", "COMPARISON_GE", "COMPARISON_LT", "COMPARISON_LE", "COMPARISON_EQ",
-               "COMPARISON_NE"}
-COMBINERS = {"AND", "OR", "AND_WITH_MATCHING_RESOURCE"}
-SEVERITIES = {"CRITICAL", "ERROR", "WARNING", "SEVERITY_UNSPECIFIED"}
+# Tuples, not sets: membership compares by equality, so a value that is not hashable (a
+# list) is refused as INVALID_ARGUMENT instead of raising TypeError.
+COMPARISONS = ("COMPARISON_GT", "COMPARISON_GE", "COMPARISON_LT", "COMPARISON_LE", "COMPARISON_EQ",
+               "COMPARISON_NE")
+COMBINERS = ("AND", "OR", "AND_WITH_MATCHING_RESOURCE")
+SEVERITIES = ("CRITICAL", "ERROR", "WARNING", "SEVERITY_UNSPECIFIED")
 OUTPUT_ONLY = {"name", "creationRecord", "mutationRecord"}
-
-
-def _sim(request: Request) -> Sim:
-    return request.app.state.sim
 
 
 def _seconds(value: Any, field: str) -> float:
@@ -41,11 +38,11 @@ def _seconds(value: Any, field: str) -> float:
     return float(m.group(1))
 
 
-def validate_policy(sim: Sim, project: str, policy: dict[str, Any]) -> None:
+def validate_policy(sim: Sim, policy: dict[str, Any]) -> None:
     if not policy.get("displayName"):
         raise invalid("displayName: an alert policy needs a display name.", "displayName")
     conditions = policy.get("conditions") or []
-    if not conditions:
+    if not isinstance(conditions, list) or not conditions:
         raise invalid("conditions: at least one condition is required.", "conditions")
     if len(conditions) > 1 and policy.get("combiner") not in COMBINERS:
         raise invalid(f"combiner: required with several conditions; one of {sorted(COMBINERS)}.", "combiner")
@@ -55,12 +52,16 @@ def validate_policy(sim: Sim, project: str, policy: dict[str, Any]) -> None:
         raise invalid(f"severity: '{policy['severity']}' is not one of {sorted(SEVERITIES)}.", "severity")
     for i, cond in enumerate(conditions):
         field = f"conditions[{i}]"
+        if not isinstance(cond, dict):
+            raise invalid(f"{field}: must be an object.", field)
         kinds = [k for k in CONDITION_KINDS if k in cond]
         if len(kinds) != 1:
             raise invalid(f"{field}: exactly one condition type (e.g. conditionThreshold) is required.", field)
         if not cond.get("displayName"):
             raise invalid(f"{field}.displayName: required.", f"{field}.displayName")
         body = cond[kinds[0]]
+        if not isinstance(body, dict):
+            raise invalid(f"{field}.{kinds[0]}: must be an object.", f"{field}.{kinds[0]}")
         if kinds[0] in ("conditionThreshold", "conditionAbsent"):
             if not body.get("filter"):
                 raise invalid(f"{field}.{kinds[0]}.filter: required.", f"{field}.{kinds[0]}.filter")
@@ -75,7 +76,10 @@ def validate_policy(sim: Sim, project: str, policy: dict[str, Any]) -> None:
             if body.get("denominatorFilter") is not None and not body.get("denominatorAggregations"):
                 raise invalid(f"{field}.conditionThreshold.denominatorAggregations: required with a "
                               "denominatorFilter.", f"{field}.conditionThreshold.denominatorAggregations")
-    for i, channel in enumerate(policy.get("notificationChannels", [])):
+    channels = policy.get("notificationChannels", [])
+    if not isinstance(channels, list):
+        raise invalid("notificationChannels: must be a list of channel names.", "notificationChannels")
+    for i, channel in enumerate(channels):
         parts = str(channel).split("/")
         ok = len(parts) == 4 and parts[2] == "notificationChannels"
         ch_key = f"projects/{sim.project_id(parts[1])}/notificationChannels/{parts[3]}" if ok else ""
@@ -84,7 +88,7 @@ def validate_policy(sim: Sim, project: str, policy: dict[str, Any]) -> None:
                           f"notificationChannels[{i}]")
 
 
-def _finish(sim: Sim, project: str, policy: dict[str, Any], name: str, created: dict[str, Any] | None) -> None:
+def _finish(sim: Sim, policy: dict[str, Any], name: str, created: dict[str, Any] | None) -> None:
     record = {"mutateTime": sim.iso(), "mutatedBy": ACTOR}
     policy["name"] = name
     policy["creationRecord"] = created or record
@@ -98,13 +102,13 @@ def _finish(sim: Sim, project: str, policy: dict[str, Any], name: str, created: 
 
 @router.post("/v3/projects/{p}/alertPolicies")
 async def create_policy(p: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = {k: v for k, v in (await read_json(request)).items() if k not in OUTPUT_ONLY}
     project = sim.project_id(p)
-    validate_policy(sim, project, body)
+    validate_policy(sim, body)
     with sim.store.transaction():
         name = f"projects/{project}/alertPolicies/{sim.store.next_counter('monitoring.policy', 10**16)}"
-        _finish(sim, project, body, name, None)
+        _finish(sim, body, name, None)
         sim.store.put("monitoring", name, body)
         sim.log("monitoring", "POST", name, None, body)
     return body
@@ -137,36 +141,34 @@ def _filter(items: list[dict[str, Any]], expr: str) -> list[dict[str, Any]]:
     return [i for i in items if ok(i)]
 
 
-@router.get("/v3/projects/{p}/alertPolicies")
-async def list_policies(p: str, request: Request):
-    sim = _sim(request)
-    items = [public(x) for x in sim.store.list("monitoring", "alertPolicies",
-                                                f"projects/{sim.project_id(p)}/alertPolicies/")]
+def _list(request: Request, p: str, collection: str) -> dict[str, Any]:
+    """alertPolicies.list / notificationChannels.list: ``filter``, paging and ``totalSize``."""
+    sim = get_sim(request)
+    prefix = f"projects/{sim.project_id(p)}/{collection}/"
+    items = [public(x) for x in sim.store.list("monitoring", collection, prefix)]
     if request.query_params.get("filter"):
         items = _filter(items, request.query_params["filter"])
-    chunk, nxt = page(items, request)
-    out: dict[str, Any] = {"alertPolicies": chunk, "totalSize": len(items)}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return paged(items, request, collection, totalSize=len(items))
+
+
+@router.get("/v3/projects/{p}/alertPolicies")
+async def list_policies(p: str, request: Request):
+    return _list(request, p, "alertPolicies")
 
 
 def _get(sim: Sim, p: str, a: str) -> dict[str, Any]:
     name = f"projects/{sim.project_id(p)}/alertPolicies/{a}"
-    policy = sim.store.get("monitoring", name)
-    if policy is None:
-        raise not_found(f"Alert policy {name}")
-    return policy
+    return sim.require("monitoring", name, f"Alert policy {name}")
 
 
 @router.get("/v3/projects/{p}/alertPolicies/{a}")
 async def get_policy(p: str, a: str, request: Request):
-    return public(_get(_sim(request), p, a))
+    return public(_get(get_sim(request), p, a))
 
 
 @router.patch("/v3/projects/{p}/alertPolicies/{a}")
 async def patch_policy(p: str, a: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     current = _get(sim, p, a)
     new = copy.deepcopy(current)
@@ -179,10 +181,10 @@ async def patch_policy(p: str, a: str, request: Request):
             new[top] = body[top]
         else:
             new.pop(top, None)
-    validate_policy(sim, sim.project_id(p), new)
+    validate_policy(sim, new)
     if new == current:
         return public(current)
-    _finish(sim, sim.project_id(p), new, current["name"], current["creationRecord"])
+    _finish(sim, new, current["name"], current["creationRecord"])
     with sim.store.transaction():
         sim.store.put("monitoring", current["name"], new)
         sim.log("monitoring", "PATCH", current["name"], current, new)
@@ -191,7 +193,7 @@ async def patch_policy(p: str, a: str, request: Request):
 
 @router.delete("/v3/projects/{p}/alertPolicies/{a}")
 async def delete_policy(p: str, a: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     current = _get(sim, p, a)
     with sim.store.transaction():
         sim.store.delete("monitoring", current["name"])
@@ -201,25 +203,14 @@ async def delete_policy(p: str, a: str, request: Request):
 
 @router.get("/v3/projects/{p}/notificationChannels")
 async def list_channels(p: str, request: Request):
-    sim = _sim(request)
-    items = [public(x) for x in sim.store.list("monitoring", "notificationChannels",
-                                                f"projects/{sim.project_id(p)}/notificationChannels/")]
-    if request.query_params.get("filter"):
-        items = _filter(items, request.query_params["filter"])
-    chunk, nxt = page(items, request)
-    out: dict[str, Any] = {"notificationChannels": chunk, "totalSize": len(items)}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return _list(request, p, "notificationChannels")
 
 
 @router.get("/v3/projects/{p}/notificationChannels/{c}")
 async def get_channel(p: str, c: str, request: Request):
-    sim = _sim(request)
-    ch = sim.store.get("monitoring", f"projects/{sim.project_id(p)}/notificationChannels/{c}")
-    if ch is None:
-        raise not_found(f"Notification channel {c}")
-    return public(ch)
+    sim = get_sim(request)
+    return public(sim.require("monitoring", f"projects/{sim.project_id(p)}/notificationChannels/{c}",
+                              f"Notification channel {c}"))
 
 
 # --- time series (read-only, answered from the health model) ---------------------------
@@ -271,9 +262,8 @@ def _series(sim: Sim, project: str) -> list[dict[str, Any]]:
     figures = health_model.compute(sim)
     out: list[dict[str, Any]] = []
     vpc, db = figures["connector"], figures["database"]
-    conn = sim.store.get("vpcaccess", vpc["name"]) if vpc.get("name") else None
-    # A connector that is missing, CREATING, DELETING or in ERROR reports no data.
-    if vpc.get("available") and conn and vpc["name"].startswith(f"projects/{project}/"):
+    # A connector that is missing, CREATING, DELETING or in ERROR is not available: no data.
+    if vpc.get("available") and vpc["name"].startswith(f"projects/{project}/"):
         parts = vpc["name"].split("/")
         out.append({"metric": {"type": CONNECTOR_UTILISATION, "labels": {}},
                     "resource": {"type": "vpc_access_connector",
@@ -311,7 +301,7 @@ def _matches(series: dict[str, Any], terms: list[tuple[str, str, str]]) -> bool:
 async def list_time_series(p: str, request: Request):
     """``projects.timeSeries.list``. The simulator keeps no history: each matching series has
     one point, the model's figure now, stamped at the simulated now clamped into the interval."""
-    sim = _sim(request)
+    sim = get_sim(request)
     for param in request.query_params:
         if param.startswith(_UNSUPPORTED_PARAMS):
             raise invalid(f"{param}: aggregation is not supported by the simulator.", param)
@@ -334,8 +324,5 @@ async def list_time_series(p: str, request: Request):
         if view == "FULL":
             series["points"] = [{"interval": {"startTime": stamp, "endTime": stamp}, "value": value}]
         items.append(series)
-    chunk, nxt = page(items, request)
-    out: dict[str, Any] = {"timeSeries": chunk} if chunk else {}  # no data: an empty object
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    out = paged(items, request, "timeSeries")
+    return out if out["timeSeries"] else {}  # no data: an empty object, as GCP answers

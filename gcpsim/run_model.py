@@ -140,8 +140,9 @@ def validate_template(template: dict[str, Any]) -> None:
                       "template.maxInstanceRequestConcurrency")
 
 
-def startup_problem(sim: Sim, template: dict[str, Any]) -> str | None:
-    """Why a revision built from ``template`` would fail to start (None if it starts).
+def startup_problem(sim: Sim, template: dict[str, Any], project: str) -> str | None:
+    """Why a revision of a service in ``project`` built from ``template`` would fail to
+    start (None if it starts).
 
     These are the failures real Cloud Run reports only when the revision is rolled out:
     invalid cpu/memory combinations, a missing VPC connector, unreadable secrets."""
@@ -160,7 +161,7 @@ def startup_problem(sim: Sim, template: dict[str, Any]) -> str | None:
         for env in c.get("env", []):
             ref = env.get("valueSource", {}).get("secretKeyRef")
             if ref:
-                problem = _secret_problem(sim, ref)
+                problem = _secret_problem(sim, ref, project)
                 if problem:
                     return f"containers[{i}].env {env.get('name')}: {problem}"
     connector = template.get("vpcAccess", {}).get("connector")
@@ -171,11 +172,11 @@ def startup_problem(sim: Sim, template: dict[str, Any]) -> str | None:
     return None
 
 
-def _secret_problem(sim: Sim, ref: dict[str, Any]) -> str | None:
+def _secret_problem(sim: Sim, ref: dict[str, Any], project: str) -> str | None:
     secret = ref.get("secret", "")
     if "/" not in secret:
-        numbers = [p["projectNumber"] for p in sim.projects()]
-        secret = f"projects/{numbers[0] if numbers else '0'}/secrets/{secret}"
+        # A short name refers to a secret of the service's own project.
+        secret = f"projects/{sim.project_number(project)}/secrets/{secret}"
     else:
         parts = secret.split("/")
         secret = f"projects/{sim.project_number(parts[1])}/secrets/{parts[3]}"

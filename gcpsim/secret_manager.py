@@ -13,22 +13,15 @@ from fastapi import APIRouter, Request
 
 from .context import Sim, public
 from .errors import invalid, not_found
-from .http_util import page
+from .http_util import get_sim, paged
 
 router = APIRouter()
 _VERSION = re.compile(r"latest|[1-9]\d*")
 
 
-def _sim(request: Request) -> Sim:
-    return request.app.state.sim
-
-
 def _secret(sim: Sim, p: str, s: str) -> dict[str, Any]:
     name = f"projects/{sim.project_number(p)}/secrets/{s}"
-    secret = sim.store.get("secretmanager", name)
-    if secret is None:
-        raise not_found(f"Secret [{name}]")
-    return secret
+    return sim.require("secretmanager", name, f"Secret [{name}]")
 
 
 def versions_of(sim: Sim, secret_name: str) -> list[dict[str, Any]]:
@@ -39,23 +32,19 @@ def versions_of(sim: Sim, secret_name: str) -> list[dict[str, Any]]:
 
 @router.get("/v1/projects/{p}/secrets")
 async def list_secrets(p: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     items = sim.store.list("secretmanager", "secrets", f"projects/{sim.project_number(p)}/secrets/")
-    chunk, nxt = page(items, request, default_size=25000)
-    out: dict[str, Any] = {"secrets": [public(s) for s in chunk], "totalSize": len(items)}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return paged(items, request, "secrets", public, totalSize=len(items))
 
 
 @router.get("/v1/projects/{p}/secrets/{s}")
 async def get_secret(p: str, s: str, request: Request):
-    return public(_secret(_sim(request), p, s))
+    return public(_secret(get_sim(request), p, s))
 
 
 @router.get("/v1/projects/{p}/secrets/{s}/versions/{v}")
 async def get_version(p: str, s: str, v: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     if not _VERSION.fullmatch(v):
         # Also what ".../versions/latest:access" lands on: there is no access method here.
         raise not_found(f"Secret Version [projects/{p}/secrets/{s}/versions/{v}]")
@@ -69,7 +58,7 @@ async def get_version(p: str, s: str, v: str, request: Request):
 
 @router.get("/v1/projects/{p}/secrets/{s}/versions")
 async def list_versions(p: str, s: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     secret = _secret(sim, p, s)
     versions = versions_of(sim, secret["name"])
     flt = request.query_params.get("filter", "").strip()
@@ -78,8 +67,4 @@ async def list_versions(p: str, s: str, request: Request):
         if not m:
             raise invalid(f"Invalid filter '{flt}'; this simulator supports state:<STATE>.", "filter")
         versions = [x for x in versions if x["state"] == m.group(1)]
-    chunk, nxt = page(versions, request, default_size=25000)
-    out: dict[str, Any] = {"versions": [public(x) for x in chunk], "totalSize": len(versions)}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return paged(versions, request, "versions", public, totalSize=len(versions))

@@ -18,6 +18,8 @@ def tier_shape(tier: str, edition: str = "ENTERPRISE") -> tuple[float, int]:
     """(vCPUs, memory MiB) of a real Cloud SQL tier; INVALID_ARGUMENT naming the rule
     that is broken otherwise (e.g. the seeds' non-existent ``db-g1-standard-2``)."""
     field = "settings.tier"
+    if not isinstance(tier, str):
+        raise invalid(f"settings.tier: {tier!r} is not a tier name.", field)
     shared = {"db-f1-micro": (0.2, 614), "db-g1-small": (0.5, 1740)}
     if tier in shared:
         if edition == "ENTERPRISE_PLUS":
@@ -128,6 +130,8 @@ def validate_flags(flags: Any, version: str) -> dict[str, str]:
         raise invalid("settings.databaseFlags: must be a list of {name, value}.", field)
     out: dict[str, str] = {}
     for f in flags:
+        if not isinstance(f, dict):
+            raise invalid(f"settings.databaseFlags: {f!r} is not a {{name, value}} object.", field)
         name, value = f.get("name"), f.get("value")
         spec = flag_def(name, version)
         if spec is None:

@@ -67,9 +67,6 @@ class Store:
         self.db.executescript(SCHEMA)
         self._depth = 0
 
-    def close(self) -> None:
-        self.db.close()
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         if self._depth == 0:

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request
 
 from . import operations
 from .context import Sim, public
-from .errors import already_exists, grpc_status, in_progress, invalid, not_found
-from .http_util import page, read_json
+from .errors import already_exists, grpc_status, in_progress, invalid
+from .http_util import get_sim, paged, read_json
 from .run_model import camel
 
 router = APIRouter()
@@ -33,19 +33,12 @@ EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 METHOD = "google.cloud.vpcaccess.v1.VpcAccessService."
 
 
-def _sim(request: Request) -> Sim:
-    return request.app.state.sim
-
-
 def _parent(sim: Sim, p: str, l: str) -> str:
     return f"projects/{sim.project_id(p)}/locations/{l}"
 
 
 def _get(sim: Sim, name: str) -> dict[str, Any]:
-    conn = sim.store.get("vpcaccess", name)
-    if conn is None:
-        raise not_found(f"Connector {name}")
-    return conn
+    return sim.require("vpcaccess", name, f"Connector {name}")
 
 
 def validate_sizes(machine: Any, lo: Any, hi: Any) -> None:
@@ -77,7 +70,7 @@ def _int(value: Any, field: str) -> Any:
 
 @router.get("/v1/projects/{p}/locations")
 async def list_locations(p: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     regions = sorted({c["name"].split("/")[3] for c in sim.store.list("vpcaccess", "connectors")} | {"us-central1"})
     return {"locations": [{"name": f"projects/{sim.project_id(p)}/locations/{r}", "locationId": r}
                           for r in regions]}
@@ -85,24 +78,20 @@ async def list_locations(p: str, request: Request):
 
 @router.get("/v1/projects/{p}/locations/{l}/connectors/{c}")
 async def get_connector(p: str, l: str, c: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     return public(_get(sim, f"{_parent(sim, p, l)}/connectors/{c}"))
 
 
 @router.get("/v1/projects/{p}/locations/{l}/connectors")
 async def list_connectors(p: str, l: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     items = sim.store.list("vpcaccess", "connectors", _parent(sim, p, l) + "/connectors/")
-    chunk, nxt = page(items, request)
-    out: dict[str, Any] = {"connectors": [public(c) for c in chunk]}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return paged(items, request, "connectors", public)
 
 
 @router.post("/v1/projects/{p}/locations/{l}/connectors")
 async def create_connector(p: str, l: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     cid = request.query_params.get("connectorId", "")
     if not re.fullmatch(r"[a-z][-a-z0-9]{0,23}[a-z0-9]", cid):
@@ -116,6 +105,8 @@ async def create_connector(p: str, l: str, request: Request):
     hi = _int(body.get("maxInstances"), "maxInstances") or 10
     validate_sizes(machine, lo, hi)
     subnet = body.get("subnet") or {}
+    if not isinstance(subnet, dict):
+        raise invalid("subnet: must be an object {name, projectId}.", "subnet")
     cidr = body.get("ipCidrRange", "")
     if subnet.get("name"):
         network = body.get("network", "")
@@ -141,10 +132,11 @@ async def create_connector(p: str, l: str, request: Request):
 
 @router.delete("/v1/projects/{p}/locations/{l}/connectors/{c}")
 async def delete_connector(p: str, l: str, c: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     name = f"{_parent(sim, p, l)}/connectors/{c}"
     conn = _get(sim, name)
-    _require_ready(conn)
+    # A connector whose creation failed (ERROR) can only be deleted: that is allowed.
+    _require_state(conn, "READY", "ERROR")
     conn["_sim"]["before"] = public(conn)
     conn["state"] = "DELETING"
     with sim.store.transaction():
@@ -156,7 +148,7 @@ async def delete_connector(p: str, l: str, c: str, request: Request):
 
 @router.patch("/v1/projects/{p}/locations/{l}/connectors/{c}")
 async def patch_connector(p: str, l: str, c: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     body = await read_json(request)
     name = f"{_parent(sim, p, l)}/connectors/{c}"
     conn = _get(sim, name)
@@ -178,7 +170,7 @@ async def patch_connector(p: str, l: str, c: str, request: Request):
         if new[f] < conn[f]:
             raise invalid(f"{f}: {new[f]} is lower than the current value {conn[f]}; connector instance "
                           "counts can only be increased (create a new connector to shrink).", f)
-    _require_ready(conn)
+    _require_state(conn, "READY")
     parent = _parent(sim, p, l)
     if all(new[f] == conn[f] for f in UPDATABLE):
         op = operations.create_done(sim, api="vpcaccess", kind="vpcaccess.patch",
@@ -195,8 +187,8 @@ async def patch_connector(p: str, l: str, c: str, request: Request):
     return render_op(sim, op)
 
 
-def _require_ready(conn: dict[str, Any]) -> None:
-    if conn["state"] != "READY":
+def _require_state(conn: dict[str, Any], *states: str) -> None:
+    if conn["state"] not in states:
         raise in_progress(f"Connector {conn['name']} is {conn['state']}; wait for its operation to finish.")
 
 
@@ -216,7 +208,7 @@ def _complete_create(sim: Sim, op: dict[str, Any]) -> None:
     conn["state"] = "ERROR" if op["fail"] else "READY"
     sim.store.put("vpcaccess", conn["name"], conn)
     if op["fail"]:
-        operations.finish(sim, op, error=grpc_status(op["fail"]["code"], op["fail"]["message"]))
+        operations.fail(sim, op)
         return
     sim.log("vpcaccess", "POST", conn["name"], None, conn, at=op["due"], operation=op["name"])
     operations.finish(sim, op, result=public(conn))
@@ -232,9 +224,10 @@ def _complete_patch(sim: Sim, op: dict[str, Any]) -> None:
     conn["state"] = "READY"
     if op["fail"]:
         sim.store.put("vpcaccess", conn["name"], conn)
-        operations.finish(sim, op, error=grpc_status(op["fail"]["code"], op["fail"]["message"]))
+        operations.fail(sim, op)
         return
-    conn.update(with_throughput(conn | pending))
+    conn.update(pending)
+    with_throughput(conn)
     sim.store.put("vpcaccess", conn["name"], conn)
     sim.log("vpcaccess", "PATCH", conn["name"], before, conn, at=op["due"], operation=op["name"])
     operations.finish(sim, op, result=public(conn))
@@ -248,9 +241,9 @@ def _complete_delete(sim: Sim, op: dict[str, Any]) -> None:
         return
     before = conn["_sim"].pop("before", public(conn))
     if op["fail"]:
-        conn["state"] = "READY"
+        conn["state"] = before["state"]  # READY, or ERROR for a connector that never got created
         sim.store.put("vpcaccess", conn["name"], conn)
-        operations.finish(sim, op, error=grpc_status(op["fail"]["code"], op["fail"]["message"]))
+        operations.fail(sim, op)
         return
     sim.store.delete("vpcaccess", conn["name"])
     sim.log("vpcaccess", "DELETE", conn["name"], before, None, at=op["due"], operation=op["name"])
@@ -275,19 +268,13 @@ def render_op(sim: Sim, op: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/v1/projects/{p}/locations/{l}/operations/{o}")
 async def get_operation(p: str, l: str, o: str, request: Request):
-    sim = _sim(request)
-    op = sim.store.op_get(f"{_parent(sim, p, l)}/operations/{o}")
-    if op is None or op["api"] != "vpcaccess":
-        raise not_found(f"Operation {o}")
-    return render_op(sim, op)
+    sim = get_sim(request)
+    return render_op(sim, operations.get_or_404(sim, f"{_parent(sim, p, l)}/operations/{o}", "vpcaccess",
+                                                f"Operation {o}"))
 
 
 @router.get("/v1/projects/{p}/locations/{l}/operations")
 async def list_operations(p: str, l: str, request: Request):
-    sim = _sim(request)
+    sim = get_sim(request)
     ops = sim.store.ops_list("vpcaccess", _parent(sim, p, l) + "/operations/")
-    chunk, nxt = page(ops, request)
-    out: dict[str, Any] = {"operations": [render_op(sim, o) for o in chunk]}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return paged(ops, request, "operations", lambda o: render_op(sim, o))

@@ -208,8 +208,7 @@ def _complete(sim: Sim, api: str, name: str, rec: dict[str, Any]) -> dict[str, A
     kind = name.split("/")[-2] if "/" in name else ""
     if api == "run" and kind == "services":
         rec.update({f: v for f, v in normalize(public(rec)).items() if f in WRITABLE})
-        numbers = [int(m.group(1)) for m in (re.search(r"-(\d{5})-[a-z]{3}$", n) for n in [name]) if m]
-        priv.setdefault("revision_counter", max(numbers, default=0))
+        priv.setdefault("revision_counter", 0)  # load() raises it to cover the revisions present
         rec.setdefault("uri", service_uri(sim, name))
     elif api == "run" and kind == "revisions":
         m = re.search(r"-(\d{5})-[a-z]{3}$", name)

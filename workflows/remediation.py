@@ -15,7 +15,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError as TemporalTimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.activity_calls import COMPENSATION_RETRY, call, diagnose, retry_policy
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from runbook.plan import build_plan
     from runbook.request import describe_problems, request_problems
     from runbook.status import (
+        TERMINAL_STATES,
         Approval,
         Escalation,
         GateRecord,
@@ -61,7 +63,6 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         StepRecord,
         StepStatus,
-        TERMINAL_STATES,
     )
     from workflows import search_attributes as sa
     from workflows.current_details import render_current_details

@@ -8,6 +8,7 @@ import urllib.request
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient.discovery import build
+from websockets.sync.client import connect
 
 from gcpsim.launcher import Simulator
 
@@ -52,3 +53,14 @@ def discovery(sim: Simulator, name: str, version: str):
     endpoint = sim.compute_endpoint if name == "compute" else sim.endpoint
     return build(name, version, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint},
                  static_discovery=True, cache_discovery=False)
+
+
+def ws_session(sim: Simulator) -> list[dict]:
+    """Authenticate on the app's /ws and, once accepted, ask for one AI answer."""
+    with connect(sim.endpoint.replace("http", "ws") + "/ws", open_timeout=5) as ws:
+        ws.send(json.dumps({"type": "auth", "token": "test-user-token"}))
+        answers = [json.loads(ws.recv(timeout=5))]
+        if answers[0]["type"] == "auth_ok":
+            ws.send(json.dumps({"type": "chat", "message": "hello"}))
+            answers.append(json.loads(ws.recv(timeout=5)))
+    return answers

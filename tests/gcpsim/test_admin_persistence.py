@@ -50,3 +50,13 @@ def test_state_survives_restart(tmp_path):
         assert sql.instances().get(project=PROJECT, instance="netra-staging-db").execute()["settings"]["tier"] == \
             "db-custom-2-7680"
         assert [m["api"] for m in mutations(second, since=seq_before)] == ["sqladmin"]
+
+
+def test_error_diffusion_continues_across_a_restart(tmp_path):
+    # At the default world's 52.21% the accumulator alternates: 200, 503, 200, 503, ...
+    with start_simulator(data_dir=tmp_path, speed=SPEED) as first:
+        assert [raw(first, "GET", "/health")[0] for _ in range(3)] == [200, 503, 200]
+    with start_simulator(data_dir=tmp_path, speed=SPEED) as second:
+        assert raw(second, "GET", "/health")[0] == 503  # a fresh accumulator would answer 200
+        second.admin("POST", "/_sim/reset")
+        assert raw(second, "GET", "/health")[0] == 200  # a reset starts the sequence afresh

@@ -4,14 +4,13 @@ The remediation of RUNBOOK.md is applied with the real clients; rolling it back 
 the connector, which can only grow) brings the 503s back."""
 from __future__ import annotations
 
-import json
 import math
 import urllib.error
 import urllib.request
 
-from gcpsim_helpers import BACKEND, CONNECTOR, PROJECT, advance, discovery, gapic_options
+import pytest
+from gcpsim_helpers import BACKEND, CONNECTOR, PROJECT, advance, discovery, gapic_options, ws_session
 from google.cloud import run_v2
-from websockets.sync.client import connect
 
 HCS = ("staging-backend-health-check", "staging-auth-health-check")
 BSS = ("staging-backend-service", "staging-auth-service")
@@ -29,16 +28,6 @@ def hit(sim, path: str, n: int) -> tuple[int, list[float]]:
             assert exc.code == 503
             failures += 1
     return failures, latencies
-
-
-def ws_session(sim) -> list[dict]:
-    with connect(sim.endpoint.replace("http", "ws") + "/ws", open_timeout=5) as ws:
-        ws.send(json.dumps({"type": "auth", "token": "test-user-token"}))
-        answers = [json.loads(ws.recv(timeout=5))]
-        if answers[0]["type"] == "auth_ok":
-            ws.send(json.dumps({"type": "chat", "message": "hello"}))
-            answers.append(json.loads(ws.recv(timeout=5)))
-    return answers
 
 
 def _compute_patch(compute, hc_body, bs_timeout):
@@ -104,6 +93,11 @@ def test_default_world_is_broken_exactly(sim):
     figures = sim.admin("GET", "/_sim/app")
     rate = figures["endpoints"]["/health"]["rate_503"]
     assert 0.3 <= rate <= 0.6
+    # The figures the README documents for the default world.
+    endpoints = {path: (e["rate_503"], e["latency_ms"]) for path, e in figures["endpoints"].items()}
+    assert endpoints["/health"] == pytest.approx((0.5221, 7119), abs=1e-4)
+    assert endpoints["/health/database"] == pytest.approx((0.5221, 5639), abs=1e-4)
+    assert endpoints["/auth/health"] == pytest.approx((0.4899, 6119), abs=1e-4)
     assert figures["connector"]["utilisation"] > 1 and figures["database"]["utilisation"] > 1
     assert len(figures["routes"]["backend"]["serving_revisions"]) == 2
     n = 40
@@ -140,3 +134,13 @@ def test_remediation_heals_and_rollback_breaks_again(sim):
     assert any("Cloud SQL out of connections" in r for r in figures["routes"]["backend"]["reasons"])
     # auth-staging was never changed; it shares the database and suffers again
     assert figures["endpoints"]["/auth/health"]["rate_503"] > 0
+
+
+def test_no_egress_demand_means_no_connector_overflow(sim):
+    state = sim.admin("GET", "/_sim/state")
+    state["app"]["model"]["egress_demand_mbps"] = 0
+    sim.admin("POST", "/_sim/reset", state)
+    connector = sim.admin("GET", "/_sim/app")["connector"]
+    assert (connector["utilisation"], connector["overflow_share"]) == (0, 0)
+    failures, latencies = hit(sim, "/health", 3)  # hit() fails on anything but 200 or 503
+    assert failures + len(latencies) == 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from gcpsim_helpers import BACKEND, LOC, add_fault, advance, gapic_options, mutations, raw
@@ -10,6 +11,8 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
+from gcpsim.launcher import start_simulator
+
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 
@@ -17,6 +20,13 @@ REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REV
 @pytest.fixture
 def clients(sim):
     return run_v2.ServicesClient(**gapic_options(sim)), run_v2.RevisionsClient(**gapic_options(sim))
+
+
+@pytest.fixture(scope="module")
+def slow_sim(tmp_path_factory):
+    """Simulated time at real speed: a 10 s operation stays observably in flight."""
+    with start_simulator(data_dir=tmp_path_factory.mktemp("gcpsim-slow"), speed=1.0) as sim:
+        yield sim
 
 
 def _set_env(svc: run_v2.Service, **env: str) -> None:
@@ -118,8 +128,10 @@ def test_failed_revision_keeps_traffic(sim, clients, how):
     assert after.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
 
 
-def test_revisions_paging_delete_and_serving_refusal(sim, clients):
-    services, revisions = clients
+def test_revisions_paging_delete_and_serving_refusal(slow_sim):
+    sim = slow_sim
+    sim.admin("POST", "/_sim/reset")
+    services, revisions = run_v2.ServicesClient(**gapic_options(sim)), run_v2.RevisionsClient(**gapic_options(sim))
     pager = revisions.list_revisions(request=run_v2.ListRevisionsRequest(parent=BACKEND, page_size=1))
     names = [r.name for r in pager]
     assert len(names) == 2 and names[0] > names[1]  # newest first, two pages followed
@@ -170,7 +182,36 @@ def test_idempotent_repeat_mask_validate_only_and_operations(sim, clients):
     got = services.get_operation(operations_pb2.GetOperationRequest(name=ops.operations[0].name))
     assert got.done
     waited = services.wait_operation(operations_pb2.WaitOperationRequest(name=ops.operations[0].name))
-    assert waited.done and name
+    assert waited.done and waited.name == ops.operations[0].name
+    assert name not in [o.name for o in ops.operations]  # validateOnly stored nothing
+
+
+def test_wait_blocks_until_a_pending_operation_is_done(sim, clients):
+    services, _ = clients
+    svc = services.get_service(name=BACKEND)
+    _set_env(svc, FEATURE="on")
+    op = services.update_service(service=svc)  # a new revision: a 45 s (simulated) rollout
+    assert not op.operation.done
+    started = time.monotonic()
+    waited = services.wait_operation(operations_pb2.WaitOperationRequest(
+        name=op.operation.name, timeout={"seconds": 30}))
+    assert waited.done and waited.name == op.operation.name and not waited.error.code
+    assert time.monotonic() - started < 10  # it ended with the rollout, not at the timeout
+    assert services.get_service(name=BACKEND).latest_ready_revision == op.metadata.latest_created_revision
+
+
+def test_short_secret_names_resolve_in_the_services_project(sim, clients):
+    state = sim.admin("GET", "/_sim/state")
+    state["projects"].insert(0, {"projectId": "other-project", "projectNumber": "999999999999"})
+    sim.admin("POST", "/_sim/reset", state)
+    services, _ = clients
+    svc = services.get_service(name=BACKEND)
+    refs = [e.value_source.secret_key_ref.secret for e in svc.template.containers[0].env if e.value_source]
+    assert "database-url" in refs  # short names: they live in netra-staging, not the first project
+    _set_env(svc, FEATURE="on")
+    op = services.update_service(service=svc)
+    advance(sim, 60)
+    assert op.result(timeout=30).latest_ready_revision == op.metadata.latest_created_revision
 
 
 def test_bad_input_is_invalid_argument(sim, clients):

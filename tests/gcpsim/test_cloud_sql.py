@@ -80,3 +80,18 @@ def test_maintenance_fault_and_operation_error(sim, sql):
     done = sql.operations().get(project=PROJECT, operation=op["name"]).execute()
     assert done["status"] == "DONE" and done["error"]["errors"][0]["message"]
     assert _get(sql)["settings"]["tier"] == "db-custom-1-3840" and mutations(sim) == []
+
+
+def test_flags_are_stored_normalised_so_int_values_and_order_are_no_change(sim, sql):
+    op = _patch(sql, {"databaseFlags": [{"name": "max_connections", "value": 300},
+                                        {"name": "log_min_duration_statement", "value": 1000}]})
+    advance(sim, 130)  # a restart-flag change
+    assert sql.operations().get(project=PROJECT, operation=op["name"]).execute()["status"] == "DONE"
+    expected = [{"name": "log_min_duration_statement", "value": "1000"}, {"name": "max_connections", "value": "300"}]
+    assert _get(sql)["settings"]["databaseFlags"] == expected
+    assert len(mutations(sim)) == 1
+    for flags in ([{"name": "max_connections", "value": "300"}, {"name": "log_min_duration_statement", "value": "1000"}],
+                  [{"name": "log_min_duration_statement", "value": 1000}, {"name": "max_connections", "value": 300}]):
+        same = _patch(sql, {"databaseFlags": flags})
+        assert same["status"] == "DONE"  # no operation to wait for: no restart
+        assert _get(sql)["state"] == "RUNNABLE" and len(mutations(sim)) == 1

@@ -92,3 +92,18 @@ def test_operation_error_applies_nothing(sim, compute):
     assert done["httpErrorStatusCode"] == 500
     assert compute.healthChecks().get(project=PROJECT, healthCheck=HC).execute()["timeoutSec"] == 5
     assert mutations(sim) == []
+
+
+def test_fingerprint_is_new_after_every_change_even_a_revert(sim, compute):
+    services = compute.backendServices()
+    fingerprints = [services.get(project=PROJECT, backendService=BS).execute()["fingerprint"]]
+    for timeout in (600, 30):  # 30 -> 600 -> 30: the content ends where it started
+        body = {"timeoutSec": timeout, "fingerprint": fingerprints[-1]}
+        _wait(compute, services.patch(project=PROJECT, backendService=BS, body=body).execute())
+        fingerprints.append(services.get(project=PROJECT, backendService=BS).execute()["fingerprint"])
+    assert services.get(project=PROJECT, backendService=BS).execute()["timeoutSec"] == 30
+    assert len(set(fingerprints)) == 3
+    with pytest.raises(HttpError) as err:  # the first read is stale although the content matches it
+        services.patch(project=PROJECT, backendService=BS,
+                       body={"timeoutSec": 45, "fingerprint": fingerprints[0]}).execute()
+    assert err.value.status_code == 412 and err.value.error_details[0]["reason"] == "conditionNotMet"

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from gcpsim_helpers import BACKEND, CONNECTOR, PROJECT, add_fault, advance, discovery, gapic_options, raw
+from gcpsim_helpers import (
+    BACKEND, CONNECTOR, PROJECT, add_fault, advance, discovery, gapic_options, mutations, raw, ws_session,
+)
 from google.api_core import exceptions
 from google.cloud import run_v2
 from googleapiclient.errors import HttpError
@@ -69,3 +71,35 @@ def test_app_503_fault(sim):
     assert sim.admin("GET", "/_sim/faults")["faults"][0]["fired"] == 3
     status, body = raw(sim, "POST", "/_sim/faults", {"kind": "nonsense"})
     assert status == 400
+
+
+@pytest.mark.parametrize("kind", ["operation_error", "operation_hang"])
+def test_run_patch_is_logged_even_when_a_fault_dooms_its_rollout(sim, kind):
+    """The exception to "nothing is logged for a doomed operation": as on real Cloud Run,
+    the spec and generation change when the PATCH is accepted; the rollout is only status."""
+    add_fault(sim, kind=kind, api="run", method="PATCH")
+    services = run_v2.ServicesClient(**gapic_options(sim))
+    svc = services.get_service(name=BACKEND)
+    svc.labels["team"] = "platform"
+    services.update_service(service=svc)
+    advance(sim, 60)
+    after = services.get_service(name=BACKEND)
+    assert after.labels["team"] == "platform" and after.generation == 3
+    if kind == "operation_error":
+        assert after.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+    else:
+        assert after.reconciling and after.observed_generation == 2
+    logged = mutations(sim)
+    assert [(m["api"], m["method"], m["resource"]) for m in logged] == [("run", "PATCH", BACKEND)]
+    assert logged[0]["after"]["labels"]["team"] == "platform" and logged[0]["after"]["generation"] == "3"
+
+
+def test_websocket_http_fault_does_not_spend_an_app_503_fault(sim):
+    add_fault(sim, kind="http", api="app", resource="/ws", status=502)
+    add_fault(sim, kind="app_503", api="app", resource="/ws")
+    assert ws_session(sim)[0] == {"type": "error", "code": 502, "error": "Injected fault: HTTP 502"}
+    http, app = sim.admin("GET", "/_sim/faults")["faults"]
+    assert (http["fired"], app["fired"], app["remaining"]) == (1, 0, 1)
+    answer = ws_session(sim)[0]  # now the app_503 fault answers
+    assert (answer["type"], answer["code"]) == ("error", 503)
+    assert [f["fired"] for f in sim.admin("GET", "/_sim/faults")["faults"]] == [1, 1]

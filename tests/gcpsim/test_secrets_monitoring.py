@@ -58,6 +58,8 @@ def test_alert_policies(sim):
     mon = discovery(sim, "monitoring", "v3")
     channels = mon.projects().notificationChannels().list(name=f"projects/{PROJECT}", filter='type="email"').execute()
     assert len(channels["notificationChannels"]) == 1
+    sms = mon.projects().notificationChannels().list(name=f"projects/{PROJECT}", filter='type="sms"').execute()
+    assert sms.get("notificationChannels", []) == []  # the filter is applied, not ignored
     channel = channels["notificationChannels"][0]["name"]
     policies = mon.projects().alertPolicies()
     assert policies.list(name=f"projects/{PROJECT}").execute().get("alertPolicies", []) == []
@@ -83,3 +85,24 @@ def test_alert_policies(sim):
         policies.get(name=created["name"]).execute()
     assert err.value.status_code == 404
     assert [m["method"] for m in mutations(sim)] == ["POST", "DELETE"]
+
+
+def test_alert_policy_patch(sim):
+    policies = discovery(sim, "monitoring", "v3").projects().alertPolicies()
+    created = policies.create(name=f"projects/{PROJECT}", body=RATIO_POLICY).execute()
+    seq = mutations(sim)[-1]["seq"]
+    patched = policies.patch(name=created["name"], updateMask="display_name,enabled",
+                             body={"displayName": "api 5xx ratio > 5%", "enabled": False}).execute()
+    assert (patched["displayName"], patched["enabled"]) == ("api 5xx ratio > 5%", False)
+    assert patched["conditions"] == created["conditions"]  # outside the mask: untouched
+    assert patched["creationRecord"] == created["creationRecord"]
+    assert policies.get(name=created["name"]).execute()["displayName"] == "api 5xx ratio > 5%"
+    again = policies.patch(name=created["name"], updateMask="display_name",
+                           body={"displayName": "api 5xx ratio > 5%"}).execute()
+    assert again == patched  # an identical patch changes nothing
+    with pytest.raises(HttpError) as err:
+        policies.patch(name=created["name"], updateMask="conditions", body={"conditions": []}).execute()
+    assert err.value.status_code == 400 and "conditions" in err.value.reason
+    logged = mutations(sim, since=seq)
+    assert [(m["method"], m["resource"]) for m in logged] == [("PATCH", created["name"])]
+    assert (logged[0]["before"]["enabled"], logged[0]["after"]["enabled"]) == (True, False)

@@ -44,23 +44,31 @@ def test_request_uses_the_discovery_query_parameters(sim):
                                            interval_startTime="a", interval_endTime="b", view="FULL")
     assert f"/v3/projects/{PROJECT}/timeSeries?" in req.uri
     assert "interval.startTime=a" in req.uri and "interval.endTime=b" in req.uri
+    # The simulator answers those parameters: an interval that ended an hour before the
+    # simulated now gets its one point stamped at the interval's end.
+    end = datetime.now(timezone.utc) - timedelta(hours=1)
+    start, end = _rfc3339(end - timedelta(minutes=5)), _rfc3339(end)
+    out = mon.projects().timeSeries().list(name=f"projects/{PROJECT}", filter=CONNECTOR_FILTER,
+                                           interval_startTime=start, interval_endTime=end, view="FULL").execute()
+    (point,) = out["timeSeries"][0]["points"]
+    assert datetime.fromisoformat(point["interval"]["startTime"]) == datetime.fromisoformat(end)
+    assert datetime.fromisoformat(point["interval"]["endTime"]) == datetime.fromisoformat(end)
 
 
 def test_default_world_connector_over_capacity_and_database_saturated(sim):
     start, end = window()
     out = series(sim, CONNECTOR_FILTER)
+    # The simulator keeps no history: one point, stamped inside the requested interval.
+    stamp = out["timeSeries"][0]["points"][0]["interval"]["endTime"]
+    point = {"interval": {"startTime": stamp, "endTime": stamp},
+             "value": {"doubleValue": 1.25}}  # 375 Mbps over 3 x e2-micro (300 Mbps)
     assert out == {"timeSeries": [{
         "metric": {"type": CPU, "labels": {}},
         "resource": {"type": "vpc_access_connector",
                      "labels": {"resource_container": PROJECT, "location": "us-central1",
                                 "connector_name": "staging-connector"}},
         "metricKind": "GAUGE", "valueType": "DOUBLE",
-        "points": out["timeSeries"][0]["points"]}]}
-    point = out["timeSeries"][0]["points"][0]
-    assert point["value"] == {"doubleValue": 1.25}  # 375 Mbps over 3 x e2-micro (300 Mbps)
-    # The simulator keeps no history: one point, stamped inside the requested interval.
-    stamp = point["interval"]["endTime"]
-    assert point["interval"]["startTime"] == stamp
+        "points": [point]}]}
     assert datetime.fromisoformat(start) <= datetime.fromisoformat(stamp) <= datetime.fromisoformat(end)
 
     sql = series(sim, SQL_FILTER)["timeSeries"][0]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from gcpsim_helpers import CONNECTOR, LOC, advance, discovery, gapic_options, mutations
+from gcpsim_helpers import CONNECTOR, LOC, add_fault, advance, discovery, gapic_options, mutations
 from google.api_core import exceptions
 from google.cloud import vpcaccess_v1
 from googleapiclient.errors import HttpError
@@ -91,3 +91,21 @@ def test_counts_only_grow(sim, vpc):
     with pytest.raises(HttpError) as err:
         _patch(vpc, {"minInstances": 4}, mask="minInstances")
     assert err.value.status_code == 400 and "together" in err.value.reason
+
+
+def test_connector_in_error_can_be_deleted(sim, gapic):
+    add_fault(sim, kind="operation_error", api="vpcaccess", method="POST", message="no capacity in zone")
+    name = f"{LOC}/connectors/broken-connector"
+    op = gapic.create_connector(parent=LOC, connector_id="broken-connector", connector=vpcaccess_v1.Connector(
+        network="staging-vpc", ip_cidr_range="10.2.0.0/28"))
+    advance(sim, 130)
+    with pytest.raises(exceptions.GoogleAPICallError, match="no capacity in zone"):
+        op.result(timeout=30)
+    assert gapic.get_connector(name=name).state == vpcaccess_v1.Connector.State.ERROR
+    op = gapic.delete_connector(name=name)  # the only thing left to do with it
+    assert gapic.get_connector(name=name).state == vpcaccess_v1.Connector.State.DELETING
+    advance(sim, 70)
+    op.result(timeout=30)
+    with pytest.raises(exceptions.NotFound):
+        gapic.get_connector(name=name, retry=None)
+    assert [(m["method"], m["before"]["state"]) for m in mutations(sim)] == [("DELETE", "ERROR")]
