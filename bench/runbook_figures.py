@@ -22,10 +22,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities import build_activities
 from activities.settings import Settings
+from devstack.stack import find_temporal
 from gcpsim.launcher import start_simulator
 from runbook.messages import UPDATE_APPROVE, WORKFLOW_TYPE
 from runbook.status import RemediationReport, RunState, RunStatus
-from tests.conftest import server_binary
 from worker import build_worker
 from workflows import search_attributes as sa
 
@@ -101,7 +101,7 @@ async def main() -> None:
     args = parser.parse_args()
     with start_simulator(speed=args.speed) as sim:
         env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=server_binary("temporal-test-server"),
+            test_server_existing_path=find_temporal("temporal-test-server"),
             data_converter=pydantic_data_converter)
         await sa.register(env.client)
         settings = Settings(backend="sim", gcp_endpoint=sim.endpoint, poll_interval_s=0.1)

