@@ -12,11 +12,13 @@ from activities.cloud_run import CloudRunActivities
 from activities.cloud_sql import CloudSqlActivities
 from activities.compute import ComputeActivities
 from activities.diagnose import DiagnoseActivities
+from activities.memorystore import MemorystoreActivities
 from activities.monitoring import MonitoringActivities
 from activities.notify import NotifyActivities
 from activities.probes import ProbeActivities
 from activities.secret_manager import SecretManagerActivities
 from activities.settings import Settings
+from activities.verify import VerifyActivities
 from activities.vpc_access import VpcAccessActivities
 
 
@@ -26,6 +28,8 @@ def build_activities(settings: Settings | None = None,
     settings = settings or Settings.from_env()
     clients = clients or GcpClients(settings)
     diag = DiagnoseActivities(clients)
+    verify = VerifyActivities(clients)
+    redis = MemorystoreActivities(clients)
     run = CloudRunActivities(clients)
     sql = CloudSqlActivities(clients)
     vpc = VpcAccessActivities(clients)
@@ -35,7 +39,7 @@ def build_activities(settings: Settings | None = None,
     probes = ProbeActivities(settings)
     notify = NotifyActivities()
     return [
-        diag.diagnose, diag.verify_infrastructure, notify.notify,
+        diag.diagnose, verify.verify_infrastructure, redis.check_redis, notify.notify,
         vpc.scale_connector,
         sql.expand_sql, sql.restore_sql,
         run.deploy_revision, run.route_traffic_to_latest, run.restore_service,

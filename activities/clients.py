@@ -37,6 +37,7 @@ _DISCOVERY_VERSIONS = {
     "compute": "v1",
     "secretmanager": "v1",
     "monitoring": "v3",
+    "redis": "v1",
 }
 
 
@@ -89,7 +90,8 @@ class GcpClients:
     def vpc_access(self) -> vpcaccess_v1.VpcAccessServiceClient:
         return self._cached_gapic("vpc_access", vpcaccess_v1.VpcAccessServiceClient)
 
-    # -- discovery: vpcaccess patch + operations, sqladmin, compute, secrets, monitoring
+    # -- discovery: vpcaccess patch + operations, sqladmin, compute, secrets, monitoring,
+    #    redis
 
     def discovery(self, api: str) -> Any:
         """A fresh discovery client: httplib2 is not thread-safe, so one per call/thread.

@@ -1,9 +1,11 @@
 """Cloud Run v2: deploy a revision, route traffic, restore a service, delete old revisions.
 
 The record a compensation needs is the service's ``template`` and ``traffic`` (as the
-API's JSON); ``restore_service`` sends exactly those back. ``template.revision`` (an
-explicit revision name) is never sent: naming an existing revision is refused, and a
-restored template always rolls out as a new revision, as on real Cloud Run.
+API's JSON) and which revisions were live. ``restore_service`` rolls back the way Cloud
+Run documents it (GCP_FIDELITY A10): traffic goes back to the revisions that served
+before, with a traffic-only update (no new revision, no cold start), while all of them
+still exist. Only when one is gone is the old template redeployed; that rolls out as a
+new revision (``template.revision`` is never sent: naming an existing one is refused).
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ from activities.clients import GAPIC_TIMEOUT_S, GcpClients
 from activities.mutation import Mutation
 from activities.redaction import redact_template, unredact_template
 from activities.operations import Operations, poll
+from activities.run_template import apply_params, is_desired
+from activities.run_traffic import (
+    LATEST,
+    pinned_traffic,
+    redeploy_traffic,
+    routed_as,
+    shares,
+    shown,
+    short,
+    traffic_of,
+)
 from runbook import activity_names
 from runbook.activity_io import (
     CompensationInput,
@@ -33,20 +46,12 @@ from runbook.activity_io import (
     StepOutcome,
 )
 
-LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 SUCCEEDED = "CONDITION_SUCCEEDED"
 FAILED = "CONDITION_FAILED"
-DEFAULT_MAX_INSTANCES = 100
-DEFAULT_TIMEOUT_S = 300
 
 
 def service_name(project: str, region: str, service: str) -> str:
     return f"projects/{project}/locations/{region}/services/{service}"
-
-
-def short(name: str) -> str:
-    return name.rsplit("/", 1)[-1] if name else ""
 
 
 def to_json(message: Any) -> dict[str, Any]:
@@ -71,10 +76,6 @@ def template_of(svc: dict[str, Any]) -> dict[str, Any]:
     return tpl
 
 
-def traffic_of(svc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [dict(t) for t in svc.get("traffic", [])] or [{"type": LATEST, "percent": 100}]
-
-
 def record(svc: dict[str, Any]) -> dict[str, Any]:
     """What restore_service needs (template, traffic) plus which revisions were live."""
     return {
@@ -95,73 +96,6 @@ def rollout(svc: dict[str, Any]) -> str:
             svc.get("latestCreatedRevision") != svc.get("latestReadyRevision")):
         return "failed"
     return "ready" if cond.get("state") == SUCCEEDED else "reconciling"
-
-
-def _container(tpl: dict[str, Any]) -> dict[str, Any]:
-    containers = tpl.setdefault("containers", [{}])
-    return containers[0]
-
-
-def config_view(tpl: dict[str, Any]) -> dict[str, Any]:
-    """The knobs deploy_revision sets, read from a template (with Cloud Run defaults)."""
-    c = (tpl.get("containers") or [{}])[0]
-    limits = c.get("resources", {}).get("limits", {})
-    scaling = tpl.get("scaling", {})
-    timeout = str(tpl.get("timeout", f"{DEFAULT_TIMEOUT_S}s"))
-    return {
-        "env": {e["name"]: e.get("value", "") for e in c.get("env", [])
-                if "name" in e and "valueSource" not in e},  # secret refs are not values
-        "cpu": limits.get("cpu", ""),
-        "memory": limits.get("memory", ""),
-        "min_instances": int(scaling.get("minInstanceCount", 0)),
-        "max_instances": int(scaling.get("maxInstanceCount", DEFAULT_MAX_INSTANCES)),
-        "timeout_s": int(float(timeout.rstrip("s"))),
-    }
-
-
-def _wanted(p: DeployRevisionParams) -> dict[str, Any]:
-    fields = ("cpu", "memory", "min_instances", "max_instances", "timeout_s")
-    return {f: getattr(p, f) for f in fields if getattr(p, f) is not None}
-
-
-def is_desired(tpl: dict[str, Any], p: DeployRevisionParams) -> bool:
-    view = config_view(tpl)
-    if any(view["env"].get(k) != v for k, v in p.env.items()):
-        return False
-    return all(view[f] == v for f, v in _wanted(p).items())
-
-
-def apply_params(tpl: dict[str, Any], p: DeployRevisionParams) -> dict[str, Any]:
-    """A copy of ``tpl`` with the requested env, resources, scaling and timeout."""
-    tpl = copy.deepcopy(tpl)
-    c = _container(tpl)
-    env = c.setdefault("env", [])
-    for key, value in p.env.items():
-        entry = next((e for e in env if e.get("name") == key), None)
-        if entry is None:
-            env.append({"name": key, "value": value})
-        else:
-            entry.pop("valueSource", None)  # a plain value replaces a secret reference
-            entry["value"] = value
-    if p.cpu is not None or p.memory is not None:
-        if "resources" not in c:
-            # A resources block without cpuIdle would switch CPU to always-allocated
-            # (GCP_FACTS §1); keep Cloud Run's default of request-time CPU.
-            c["resources"] = {"cpuIdle": True}
-        limits = c["resources"].setdefault("limits", {})
-        if p.cpu is not None:
-            limits["cpu"] = p.cpu
-        if p.memory is not None:
-            limits["memory"] = p.memory
-    if p.min_instances is not None or p.max_instances is not None:
-        scaling = tpl.setdefault("scaling", {})
-        if p.min_instances is not None:
-            scaling["minInstanceCount"] = p.min_instances
-        if p.max_instances is not None:
-            scaling["maxInstanceCount"] = p.max_instances
-    if p.timeout_s is not None:
-        tpl["timeout"] = f"{p.timeout_s}s"
-    return tpl
 
 
 def _failure_message(svc: dict[str, Any]) -> str:
@@ -217,22 +151,68 @@ class CloudRunActivities:
                           lambda s: rollout(s) != "reconciling", interval_s=self.ops.interval_s,
                           heartbeat=m.heartbeat, what=f"service {name} rollout")
 
-    async def _restore(self, m: Mutation, name: str, rec: dict[str, Any]) -> tuple[bool, dict]:
-        """Put ``rec``'s template and traffic back; (changed, service after)."""
+    async def _restore(self, m: Mutation, name: str,
+                       rec: dict[str, Any]) -> tuple[bool, dict[str, Any], str, str]:
+        """Put ``rec``'s serving state back: (changed, service after, "traffic" |
+        "redeploy", what was done)."""
         svc = await self._settle(m, name)
+        wanted = pinned_traffic(rec)
+        template_kept = redact_template(template_of(svc)) != rec["template"]
+        if not template_kept and traffic_of(svc) == rec["traffic"] and rollout(svc) == "ready" \
+                and short(svc.get("latestReadyRevision", "")) == rec.get("latestReadyRevision"):
+            return False, svc, "traffic", "template and traffic already as recorded"
+        if wanted is not None and routed_as(svc, wanted):
+            return False, svc, "traffic", self._routed_text(wanted, template_kept, False)
+        existing = {short(r["name"]) for r in
+                    await asyncio.to_thread(list_revisions, self.clients, name)}
+        if wanted is not None and {t["revision"] for t in wanted} <= existing:
+            if m.checkpoint is None:
+                m.begin(record(svc))
+            # Traffic only: the template stays as it is, so no revision is created.
+            err = await self._apply(m, name, None, wanted)
+            svc = await self._settle(m, name)
+            if err is not None or not routed_as(svc, wanted):
+                raise err or errors.app_error(
+                    f"{m.action} {name}: traffic is {svc.get('trafficStatuses')} after routing "
+                    f"it back, not {shown(wanted)}", errors.OPERATION_FAILED, m.dump(),
+                    non_retryable=False)
+            return True, svc, "traffic", self._routed_text(wanted, template_kept, True)
+        changed, svc = await self._redeploy(m, name, rec, existing)
+        gone = sorted({t["revision"] for t in wanted or []} - existing)
+        why = (f"recorded revision(s) {', '.join(gone)} deleted" if wanted is not None
+               else "the record names no revision to route to")
+        text = (f"old template {'redeployed' if changed else 'already redeployed'} as a new "
+                f"revision {short(svc.get('latestReadyRevision', ''))} ({why}); "
+                f"traffic {shown(svc.get('trafficStatuses', []))}")
+        return changed, svc, "redeploy", text
+
+    @staticmethod
+    def _routed_text(wanted: list[dict[str, Any]], template_kept: bool, changed: bool) -> str:
+        text = (f"traffic routed back to {shown(wanted)} (no new revision)" if changed
+                else f"traffic already on {shown(wanted)} (no new revision)")
+        if template_kept:
+            text += "; template still holds the step's configuration"
+        return text
+
+    async def _redeploy(self, m: Mutation, name: str, rec: dict[str, Any],
+                        existing: set[str]) -> tuple[bool, dict[str, Any]]:
+        """The fallback: send the recorded template back (a new revision) with traffic
+        that names only revisions that still exist."""
+        svc = await self._settle(m, name)
+        traffic = redeploy_traffic(rec, existing)
         current = redact_template(template_of(svc))
-        if current == rec["template"] and traffic_of(svc) == rec["traffic"] \
+        if current == rec["template"] and traffic_of(svc) == traffic \
                 and rollout(svc) == "ready":
             return False, svc
         if m.checkpoint is None:
             m.begin(record(svc))
-        # Traffic pinned to named revisions is restored in the same update as the
-        # template, so the service never serves a mix of old and new.
+        # Traffic is set in the same update as the template, so the service never
+        # serves a mix of old and new.
         template = None
         if current != rec["template"]:
             template = unredact_template(rec["template"],
                                          [template_of(svc), *await self._revisions_of(name, rec)])
-        err = await self._apply(m, name, template, rec["traffic"])
+        err = await self._apply(m, name, template, traffic)
         svc = await self._settle(m, name)
         if err is not None or rollout(svc) != "ready":
             raise err or errors.app_error(
@@ -271,9 +251,17 @@ class CloudRunActivities:
                 m.begin(found)
                 op_error = await self._apply(m, name, apply_params(template_of(svc), p), None)
             elif m.checkpoint is None and rollout(svc) == "ready":
+                latest = found["latestReadyRevision"]
+                serving = shares(svc.get("trafficStatuses", []))
+                # After a rollback by re-routing (A10) the template still holds this
+                # configuration while traffic is pinned to older revisions: say so, since
+                # only a traffic step puts the configuration back in service.
+                note = "" if latest in serving else (
+                    f"; {latest} receives no traffic (serving "
+                    f"{shown(svc.get('trafficStatuses', []))})")
                 return m.outcome(current_before=found, after=found, changed=False,
-                                 detail=f"{name} already runs the requested configuration",
-                                 data={"revision": found["latestReadyRevision"]})
+                                 detail=f"{name} already runs the requested configuration{note}",
+                                 data={"revision": latest, "serving": serving})
             svc = await self._settle(m, name)
             if rollout(svc) == "failed":
                 revision = short(svc.get("latestCreatedRevision", ""))
@@ -285,11 +273,11 @@ class CloudRunActivities:
                         f"{reason}")
                 # The new revision failed to start: put the previous template and traffic
                 # back now, so the service is not left pointing at a broken spec.
-                await self._restore(m, name, m.checkpoint.before)
+                _, _, how, text = await self._restore(m, name, m.checkpoint.before)
                 raise errors.app_error(
                     f"deploy revision {name}: revision {revision} failed to start: {reason}; "
-                    "previous template and traffic restored", errors.OPERATION_FAILED,
-                    m.dump(), non_retryable=True)
+                    f"rolled back: {text}", errors.OPERATION_FAILED,
+                    m.dump(), {"restored_by": how}, non_retryable=True)
             if op_error is not None:
                 raise op_error
             after = record(svc)
@@ -335,11 +323,13 @@ class CloudRunActivities:
             if m.pending_operation:
                 await self.ops.resume(m, lambda op: self.ops.run(op, m))
             found = record(await self._read(name))
-            changed, svc = await self._restore(m, name, rec)
+            changed, svc, how, text = await self._restore(m, name, rec)
             after = record(svc)
             return m.outcome(current_before=found, after=after,
                              changed=changed or m.resumed,
-                             detail=f"{name}: template and traffic of {inp.step_id} restored")
+                             detail=f"{name}: {inp.step_id} rolled back: {text}",
+                             data={"restored_by": how,
+                                   "serving": shares(svc.get("trafficStatuses", []))})
 
     @activity.defn(name=activity_names.DELETE_OLD_REVISIONS)
     async def delete_old_revisions(self, p: DeleteOldRevisionsParams) -> StepOutcome:

@@ -1,8 +1,11 @@
 """Compute Engine v1 (load balancer pieces): health checks, backend services, certificate.
 
-Every mutation carries a ``requestId`` derived from the run, the activity and the target
-(see ``mutation.request_id``), so a retried attempt re-sending the same change is
-deduplicated by the API. Global operations are polled with ``globalOperations.get``.
+A managed certificate provisions only once a load balancer serves it (GCP_FIDELITY A3),
+so ``ensure_certificate`` also attaches it to the target HTTPS proxy, beside the
+certificates already there. Every mutation carries a ``requestId`` derived from the run,
+the activity and the target (see ``mutation.request_id``), so a retried attempt
+re-sending the same change is deduplicated by the API. Global operations are polled
+with ``globalOperations.get``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ from temporalio import activity
 
 from activities import errors
 from activities.clients import GcpClients, execute
+from activities.load_balancing import (
+    BACKEND_TIMEOUT_DEFAULT,
+    get_proxy,
+    proxy_ip_addresses,
+    ref_key,
+    set_proxy_certificates,
+)
 from activities.mutation import Mutation, request_id
 from activities.operations import Operations, PollTimeout, poll
 from runbook import activity_names
@@ -29,7 +39,13 @@ from runbook.activity_io import (
 # API defaults when a field is absent (compute.v1 discovery document).
 HC_DEFAULTS = {"checkIntervalSec": 5, "timeoutSec": 5, "healthyThreshold": 2,
                "unhealthyThreshold": 2}
-BACKEND_TIMEOUT_DEFAULT = 30
+# Managed certificate statuses that may still turn ACTIVE.
+_STILL_PROVISIONING = ("PROVISIONING", "PROVISIONING_FAILED", None)
+# What a domainStatus says about the cause (compute.v1 discovery, SslCertificate).
+_DOMAIN_HINTS = {"FAILED_NOT_VISIBLE": "DNS does not point at the load balancer's IP",
+                 "FAILED_CAA_CHECKING": "the CAA record could not be checked",
+                 "FAILED_CAA_FORBIDDEN": "a CAA record forbids Google's CA",
+                 "FAILED_RATE_LIMITED": "the CA's rate limit was hit"}
 
 
 def hc_resource(project: str, name: str) -> str:
@@ -63,7 +79,22 @@ def cert_record(cert: dict[str, Any] | None) -> dict[str, Any]:
         return {"exists": False}
     managed = cert.get("managed", {})
     return {"exists": True, "status": managed.get("status", ""),
-            "domains": list(managed.get("domains", [])), "type": cert.get("type", "")}
+            "domains": list(managed.get("domains", [])), "type": cert.get("type", ""),
+            "domain_status": dict(managed.get("domainStatus", {}))}
+
+
+def domain_problems(cert: dict[str, Any] | None, ips: list[str]) -> str:
+    """Each domain's status, with what a failure means."""
+    statuses = (cert or {}).get("managed", {}).get("domainStatus", {})
+    if not statuses:
+        return "no domain status yet"
+    out = []
+    for domain, status in sorted(statuses.items()):
+        hint = _DOMAIN_HINTS.get(status, "")
+        if status == "FAILED_NOT_VISIBLE" and ips:
+            hint = f"DNS does not point at the load balancer's IP {', '.join(ips)}"
+        out.append(f"{domain}: {status}" + (f" ({hint})" if hint else ""))
+    return "; ".join(out)
 
 
 class ComputeActivities:
@@ -182,79 +213,146 @@ class ComputeActivities:
                 return None
             raise
 
+    async def _insert_cert(self, m: Mutation, p: CertificateParams) -> dict[str, Any]:
+        body = {"name": p.certificate, "type": "MANAGED",
+                "managed": {"domains": list(p.domains)}}
+        rid = request_id(m.resource, sorted(p.domains))
+        try:
+            op = await asyncio.to_thread(lambda: execute(
+                self._api().sslCertificates().insert(project=p.project, body=body,
+                                                     requestId=rid)))
+        except HttpError as err:
+            if err.status_code != 409:
+                raise
+            op = None  # created meanwhile (by an earlier attempt of this step)
+        if op is not None:
+            m.operation_started(op["name"])
+            await self.ops.compute_global(p.project, op["name"], m)
+        cert = await asyncio.to_thread(self._get_cert, p.project, p.certificate)
+        if cert is None:
+            raise errors.app_error(f"ensure certificate {m.resource}: not found after its "
+                                   "insert finished", errors.OPERATION_FAILED,
+                                   non_retryable=False)
+        return cert
+
+    async def _set_proxy_certs(self, m: Mutation, project: str, proxy: str,
+                               links: list[str], what: str) -> None:
+        rid = request_id(m.resource, what, proxy, sorted(ref_key(x) for x in links))
+        op = await asyncio.to_thread(set_proxy_certificates, self.clients, project, proxy,
+                                     links, rid)
+        m.operation_started(op["name"])
+        await self.ops.compute_global(project, op["name"], m)
+
+    def _proxy_links(self, project: str, proxy: str) -> list[str]:
+        found = get_proxy(self.clients, project, proxy)
+        if found is None:
+            raise errors.app_error(f"target HTTPS proxy {proxy} not found in {project}",
+                                   errors.NOT_FOUND, non_retryable=True)
+        return list(found.get("sslCertificates", []))
+
     @activity.defn(name=activity_names.ENSURE_CERTIFICATE)
     async def ensure_certificate(self, p: CertificateParams) -> StepOutcome:
         resource = cert_resource(p.project, p.certificate)
+        proxy = p.target_https_proxy
         async with Mutation("ensure certificate", resource) as m:
             if m.pending_operation:
                 await self.ops.resume(m, lambda op: self.ops.compute_global(p.project, op, m))
             cert = await asyncio.to_thread(self._get_cert, p.project, p.certificate)
+            # ``before``: whether the certificate existed, and the proxy's certificate list
+            # (what delete_certificate restores). One checkpoint covers both mutations, so
+            # a retried attempt keeps the first attempt's view.
             found = cert_record(cert)
+            links: list[str] = []
+            if proxy:
+                links = await asyncio.to_thread(self._proxy_links, p.project, proxy)
+                found |= {"target_https_proxy": proxy, "proxy_certificates": links}
             if cert is None:
                 m.begin(found)
-                body = {"name": p.certificate, "type": "MANAGED",
-                        "managed": {"domains": list(p.domains)}}
-                rid = request_id(m.resource, sorted(p.domains))
-                try:
-                    op = await asyncio.to_thread(lambda: execute(
-                        self._api().sslCertificates().insert(project=p.project, body=body,
-                                                             requestId=rid)))
-                except HttpError as err:
-                    if err.status_code != 409:
-                        raise
-                    op = None  # created meanwhile (by an earlier attempt of this step)
-                if op is not None:
-                    m.operation_started(op["name"])
-                    await self.ops.compute_global(p.project, op["name"], m)
-                cert = await asyncio.to_thread(self._get_cert, p.project, p.certificate)
-                if cert is None:
-                    raise errors.app_error(f"ensure certificate {resource}: not found after "
-                                           "its insert finished", errors.OPERATION_FAILED,
-                                           non_retryable=False)
+                cert = await self._insert_cert(m, p)
             have = sorted(cert.get("managed", {}).get("domains", []))
             if have != sorted(p.domains):
                 raise errors.app_error(
                     f"ensure certificate {resource}: exists for {have}, requested "
                     f"{sorted(p.domains)}; a managed certificate's domains cannot be changed",
                     errors.FAILED_PRECONDITION, non_retryable=True)
+            own = ref_key(cert.get("selfLink", "")) or resource
+            if proxy and own not in {ref_key(x) for x in links}:
+                m.begin(found)
+                # Appended: the certificates already served keep serving their clients.
+                await self._set_proxy_certs(m, p.project, proxy,
+                                            [*links, cert.get("selfLink") or resource],
+                                            "attach")
+                links = await asyncio.to_thread(self._proxy_links, p.project, proxy)
             try:
                 cert = await poll(
                     lambda: self._get_cert(p.project, p.certificate) or {},
-                    lambda c: c.get("managed", {}).get("status") not in ("PROVISIONING", None),
+                    # PROVISIONING_FAILED can be transient (Google: "recheck the status"):
+                    # only ACTIVE or a permanent failure ends the wait early (A3).
+                    lambda c: c.get("managed", {}).get("status") not in _STILL_PROVISIONING,
                     interval_s=self.ops.interval_s, heartbeat=m.heartbeat,
                     what=f"certificate {resource} ACTIVE", timeout_s=p.wait_active_s)
             except PollTimeout as timeout:
+                ips = await asyncio.to_thread(proxy_ip_addresses, self.clients, p.project,
+                                              proxy) if proxy else []
                 status = cert_record(timeout.last or None)
                 raise errors.step_failed(
                     f"ensure certificate {resource}: still {status.get('status')} after "
-                    f"{p.wait_active_s}s; domain status "
-                    f"{(timeout.last or {}).get('managed', {}).get('domainStatus', {})}") from None
+                    f"{p.wait_active_s}s" + ("" if proxy else " (attached to no proxy: a "
+                                              "managed certificate provisions only once a "
+                                              "load balancer serves it)")
+                    + f"; {domain_problems(timeout.last, ips)}") from None
             status = cert.get("managed", {}).get("status", "")
             if status != "ACTIVE":
                 raise errors.step_failed(
-                    f"ensure certificate {resource}: {status or 'missing'}; domain status "
-                    f"{cert.get('managed', {}).get('domainStatus', {})}")
+                    f"ensure certificate {resource}: {status or 'missing'}; "
+                    f"{domain_problems(cert, [])}")
             after = cert_record(cert)
+            if proxy:
+                after |= {"target_https_proxy": proxy, "proxy_certificates": links}
+            before = m.before or found
             return m.outcome(current_before=found, after=after,
                              changed=m.checkpoint is not None,
-                             detail=f"{resource}: ACTIVE for {', '.join(after['domains'])}",
-                             data={"created": m.checkpoint is not None})
+                             detail=f"{resource}: ACTIVE for {', '.join(after['domains'])}"
+                                    + (f", served by {proxy}" if proxy else ""),
+                             data={"created": not before.get("exists", True),
+                                   "attached": bool(proxy) and own not in
+                                   {ref_key(x) for x in before.get("proxy_certificates", [])}})
 
     @activity.defn(name=activity_names.DELETE_CERTIFICATE)
     async def delete_certificate(self, inp: CompensationInput) -> StepOutcome:
         p = inp.params
         resource = cert_resource(p["project"], p["certificate"])
+        before = inp.outcome.before
+        created = not before.get("exists", True)
+        proxy = before.get("target_https_proxy")
         async with Mutation("delete certificate", resource) as m:
-            # Only a certificate the forward step created is deleted: one that existed
-            # before the run belongs to someone else.
-            if not inp.outcome.changed or inp.outcome.before.get("exists", True):
+            # Only what the forward step did is undone: a certificate that existed before
+            # the run belongs to someone else, and so does one already on the proxy.
+            attached = bool(proxy) and resource not in {
+                ref_key(x) for x in before.get("proxy_certificates", [])}
+            if not inp.outcome.changed or not (created or attached):
                 return m.outcome(current_before={}, after={}, changed=False,
                                  detail=f"{resource} existed before {inp.step_id}; kept")
             if m.pending_operation:
                 await self.ops.resume(m, lambda op: self.ops.compute_global(p["project"], op, m))
             cert = await asyncio.to_thread(self._get_cert, p["project"], p["certificate"])
             found = cert_record(cert)
-            if cert is not None:
+            done = []
+            if attached:
+                links = await asyncio.to_thread(self._proxy_links, p["project"], proxy)
+                found |= {"target_https_proxy": proxy, "proxy_certificates": links}
+                # Detach first: a certificate a proxy still serves cannot be deleted.
+                keep = [x for x in links if ref_key(x) != resource]
+                if keep != links:
+                    if not keep:
+                        raise errors.app_error(
+                            f"delete certificate {resource}: it is the only certificate on "
+                            f"{proxy}; a target HTTPS proxy needs at least one",
+                            errors.FAILED_PRECONDITION, non_retryable=True)
+                    m.begin(found)
+                    await self._set_proxy_certs(m, p["project"], proxy, keep, "detach")
+                    done.append(f"detached from {proxy}")
+            if created and cert is not None:
                 m.begin(found)
                 rid = request_id(m.resource, "delete")
                 try:
@@ -269,8 +367,12 @@ class ComputeActivities:
                 if op is not None:
                     m.operation_started(op["name"])
                     await self.ops.compute_global(p["project"], op["name"], m)
+                done.append(f"deleted (created by {inp.step_id})")
             after = cert_record(await asyncio.to_thread(self._get_cert, p["project"],
                                                         p["certificate"]))
+            if attached:
+                after |= {"target_https_proxy": proxy, "proxy_certificates": await
+                          asyncio.to_thread(self._proxy_links, p["project"], proxy)}
             return m.outcome(current_before=found, after=after,
                              changed=m.checkpoint is not None,
-                             detail=f"{resource}: deleted (created by {inp.step_id})")
+                             detail=f"{resource}: {'; '.join(done) or 'already undone'}")

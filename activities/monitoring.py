@@ -8,11 +8,13 @@ was absent and that now finds it knows the earlier attempt created it.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from googleapiclient.errors import HttpError
 from temporalio import activity
 
+from activities import errors
 from activities.clients import GcpClients, execute, list_all
 from activities.mutation import Mutation
 from runbook import activity_names
@@ -41,14 +43,37 @@ def notification_channels(clients: GcpClients, project: str, kind: str) -> list[
             if c.get("enabled", True) and c.get("type", kind) == kind]
 
 
+def metric_type(flt: str) -> str:
+    """The metric type a filter names (``metric.type="..."``), or the filter itself."""
+    m = re.search(r'metric\.type\s*=\s*"([^"]+)"', flt or "")
+    return m.group(1) if m else flt
+
+
+# Aligners whose aligned value is an order statistic: summing those across series means
+# nothing, so they are reduced by the worst series instead.
+_ORDER_ALIGNERS = ("ALIGN_PERCENTILE_", "ALIGN_MAX", "ALIGN_MIN")
+
+
+def cross_series_reducer(aligner: str) -> str | None:
+    """A reducer valid for what ``aligner`` leaves: REDUCE_MAX for order statistics
+    (numeric), REDUCE_SUM for counts, rates, deltas and means (valid for numeric and
+    DISTRIBUTION values); none after ALIGN_NONE, which allows no reducer."""
+    if aligner == "ALIGN_NONE":
+        return None
+    return "REDUCE_MAX" if aligner.startswith(_ORDER_ALIGNERS) else "REDUCE_SUM"
+
+
 def policy_body(p: AlertPolicyParams, channels: list[str]) -> dict[str, Any]:
     ratio = p.denominator_filter is not None
-    # A rate of a counter for a ratio of request counts; a mean for gauges/distributions.
-    aggregation = {"alignmentPeriod": "60s",
-                   "perSeriesAligner": "ALIGN_RATE" if ratio else "ALIGN_MEAN"}
-    if ratio:
-        aggregation |= {"crossSeriesReducer": "REDUCE_SUM",
-                        "groupByFields": ["resource.label.service_name"]}
+    # The aligner must fit the metric's kind and value type (GCP_FIDELITY A4): the step
+    # names it, since only the runbook knows which metric it watches.
+    aggregation: dict[str, Any] = {"alignmentPeriod": "60s", "perSeriesAligner": p.aligner}
+    reducer = cross_series_reducer(p.aligner)
+    if reducer:
+        aggregation["crossSeriesReducer"] = reducer
+        if ratio:
+            # Numerator and denominator are summed per service, so the ratio is per service.
+            aggregation["groupByFields"] = ["resource.label.service_name"]
     threshold: dict[str, Any] = {
         "filter": p.metric_filter, "aggregations": [aggregation],
         "comparison": p.comparison, "thresholdValue": p.threshold,
@@ -89,9 +114,19 @@ class MonitoringActivities:
                         p.notification_channel_type)
                 m.begin(found)
                 body = policy_body(p, channels)
-                existing = await asyncio.to_thread(lambda: execute(
-                    self.clients.discovery("monitoring").projects().alertPolicies().create(
-                        name=f"projects/{p.project}", body=body)))
+                try:
+                    existing = await asyncio.to_thread(lambda: execute(
+                        self.clients.discovery("monitoring").projects().alertPolicies().create(
+                            name=f"projects/{p.project}", body=body)))
+                except HttpError as err:
+                    # 404: the metric does not exist (A5); 400: the aligner does not fit it
+                    # (A4). Both are non-retryable; the message names the metric.
+                    metrics = sorted({metric_type(p.metric_filter),
+                                      metric_type(p.denominator_filter or p.metric_filter)})
+                    raise errors.to_application_error(
+                        err, action=f"create alert policy on {', '.join(metrics)} "
+                                    f"(aligner {p.aligner})",
+                        resource=resource, checkpoint=m.dump()) from err
             before = m.before or found
             created = before.get("alertPolicy") == ABSENT
             after = {"name": existing["name"], "displayName": existing.get("displayName", "")}

@@ -31,7 +31,27 @@ def read_connector(clients: GcpClients, name: str) -> dict[str, Any]:
         "machineType": c.machine_type,
         "minInstances": c.min_instances,
         "maxInstances": c.max_instances,
+        # The VPC network it reaches (short name); empty for a connector created on a
+        # subnet, whose network is the subnet's (see ``connector_network``).
+        "network": c.network,
+        "subnet": {"name": c.subnet.name, "projectId": c.subnet.project_id} if c.subnet.name
+        else {},
     }
+
+
+def connector_network(clients: GcpClients, project: str, region: str,
+                      connector: dict[str, Any]) -> str:
+    """Short name of the VPC network a connector (as ``read_connector`` returns it) sits
+    on: its ``network``, or else the network of the subnet it was created on."""
+    if connector.get("network"):
+        return str(connector["network"]).rsplit("/", 1)[-1]
+    subnet = connector.get("subnet") or {}
+    if not subnet.get("name"):
+        return ""
+    sub = execute(clients.discovery("compute").subnetworks().get(
+        project=subnet.get("projectId") or project, region=region,
+        subnetwork=subnet["name"]))
+    return str(sub.get("network", "")).rsplit("/", 1)[-1]
 
 
 def _size(connector: dict[str, Any]) -> dict[str, Any]:

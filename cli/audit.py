@@ -29,6 +29,7 @@ from cli.audit_model import (
     TimerRecord,
 )
 from cli.payloads import decode, first
+from cli.runbook_version import older_version_note, patch_id
 from runbook import activity_names as act
 from runbook import messages as m
 from runbook.activity_io import Diagnosis
@@ -72,6 +73,7 @@ class _Builder:
         self.timers: dict[int, TimerRecord] = {}  # by started event id
         self.updates: dict[str, Decision] = {}  # by update id
         self.diagnosis: Any = None
+        self.patches: set[str] = set()
 
     def build(self) -> AuditReport:
         for ev in self.events:
@@ -105,6 +107,11 @@ class _Builder:
         a.request_problems = [f"{p.field}: {p.reason}" for p in problems]
         if isinstance(a.request, dict):
             a.requested_by = str(a.request.get("requested_by") or "")
+
+    def _on_marker_recorded_event_attributes(self, ev, at) -> None:
+        pid = patch_id(ev)
+        if pid:
+            self.patches.add(pid)
 
     def _on_activity_task_scheduled_event_attributes(self, ev, at) -> None:
         self.activities[ev.event_id] = ActivityRecord(
@@ -277,11 +284,15 @@ class _Builder:
             return
         reported = a.report.plan_digest if a.report else None
         digests = {d.plan_digest for d in a.decisions if d.plan_digest}
+        older = older_version_note(self.patches)
         if reported and reported != a.plan.digest:
             a.plan_note = (f"WARNING: the run reported plan digest {reported} but the plan rebuilt "
-                           f"from history has digest {a.plan.digest}")
+                           f"from history has digest {a.plan.digest}"
+                           + (f": {older}" if older else ""))
         else:
             a.plan_note = "rebuilt from the request and the recorded diagnosis"
+        if older and not a.plan_note.startswith("WARNING"):
+            a.plan_note = f"WARNING: {older}"
         for d in sorted(digests - {a.plan.digest}):
             a.notes.append(f"an approval named plan digest {d}, which is not this run's plan "
                            f"({a.plan.digest})")

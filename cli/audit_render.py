@@ -34,6 +34,9 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
         s.append((f"Plan (digest {a.plan.digest})", ["step", "resource", "field", "current", "desired", "reversible"],
                   [[c.step_id, c.resource, c.field, _compact(c.current), _compact(c.desired),
                     "yes" if c.reversible else "NO"] for c in a.plan.changes]))
+        if a.plan.not_applicable:
+            s.append(("Not applicable on this topology (not attempted)", ["step", "resource", "reason"],
+                      [[n.step_id, n.resource, n.reason] for n in a.plan.not_applicable]))
         if a.plan.problems or a.plan.warnings:
             s.append(("Plan preflight problems and warnings", ["kind", "detail"],
                       [["problem", f"{p.field}: {p.reason}"] for p in a.plan.problems]
@@ -55,6 +58,11 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
                            ("Changes reverted", a.changes_reverted),
                            ("Changes left in place", a.changes_left_in_place)):
         s.append((title, ["step", "summary", "what changed (before → after)"], _change_rows(changes)))
+    if a.report is not None and a.report.iac_followup:
+        s.append(("Terraform follow-up (changes in force)", ["step", "terraform resource", "resource",
+                                                            "attributes", "note"],
+                  [[f.step_id, f.terraform_resource, f.resource, ", ".join(f.attributes), f.note]
+                   for f in a.report.iac_followup]))
     return s
 
 

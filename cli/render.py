@@ -80,6 +80,10 @@ def render_plan(plan: Plan) -> RenderableType:
         table.add_row(c.step_id, c.resource, c.field, _short(c.current), _short(c.desired),
                       Text("yes", "green") if c.reversible else Text("NO (irreversible)", "bold red"))
     parts: list[RenderableType] = [table if plan.changes else Text("No changes needed.", "green")]
+    if plan.not_applicable:
+        parts.append(Text(f"\nNot applicable on this topology ({len(plan.not_applicable)}): "
+                          "shown, not attempted", "bold cyan"))
+        parts += [Text(f"  – {n.step_id}: {n.reason}", "cyan") for n in plan.not_applicable]
     if plan.problems:
         parts.append(Text(f"\nPreflight problems ({len(plan.problems)}): the run would stop "
                           "before changing anything", "bold red"))
@@ -232,6 +236,11 @@ def render_report(workflow_id: str, r: RemediationReport) -> RenderableType:
         if changes:
             parts.append(Text(f"{title} ({len(changes)}):", "bold"))
             parts += [Text(f"  {c.step_id}: {c.summary}") for c in changes]
+    if r.iac_followup:
+        parts.append(Text(f"Terraform follow-up ({len(r.iac_followup)}): update these so the next "
+                          "apply does not revert the changes in force", "bold yellow"))
+        parts += [Text(f"  {f.terraform_resource} \"{f.resource}\": {', '.join(f.attributes)}"
+                       + (f" ({f.note})" if f.note else "")) for f in r.iac_followup]
     if r.problems:
         parts.append(Text("Problems:", "bold red"))
         parts += [Text(f"  {p}", "red") for p in r.problems]

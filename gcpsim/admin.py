@@ -22,11 +22,22 @@ async def state(request: Request):
 
 @router.post("/reset")
 async def reset(request: Request):
-    """Restore the default world, or seed the world given in the body (state shape)."""
+    """Restore a built-in world (no body: ``serverless``; ``{"world": "instance-group"}``),
+    or seed the world given in the body (state shape, recognised by ``projects``)."""
     sim = get_sim(request)
     body = await read_json(request)
-    world.load(sim, body if body else world.default_world(sim))
-    return {"ok": True, "world": "custom" if body else "default"}
+    if "projects" in body:
+        world.load(sim, body)
+        return {"ok": True, "world": "custom"}
+    unknown = sorted(set(body) - {"world"})
+    if unknown:
+        raise invalid(f"{unknown[0]}: unknown field; send {{\"world\": NAME}} or a whole world (with "
+                      "'projects').", unknown[0])
+    name = body.get("world", "serverless")
+    if not isinstance(name, str):
+        raise invalid(f"world: must be one of {list(world.WORLDS)}.", "world")
+    world.load(sim, world.build_world(sim, name))
+    return {"ok": True, "world": name}
 
 
 @router.get("/mutations")

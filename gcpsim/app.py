@@ -8,8 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import (admin, application, cloud_run, cloud_sql, compute, faults, monitoring, operations,
-               secret_manager, vpc_access, world)
+from . import (admin, application, certificates, cloud_run, cloud_sql, compute, faults, load_balancing,
+               monitoring, operations, redis, secret_manager, time_series, vpc_access, world)
 from .clock import Clock
 from .context import Sim
 from .errors import GoogleError
@@ -59,6 +59,7 @@ def create_app(data_dir: str | Path, speed: float = 60.0) -> FastAPI:
         log.exception("internal error")
         return GoogleError(500, f"Internal simulator error: {exc!r}").response()
 
-    for module in (admin, cloud_run, vpc_access, cloud_sql, compute, secret_manager, monitoring, application):
+    for module in (admin, cloud_run, vpc_access, cloud_sql, compute, certificates, load_balancing, redis,
+                   secret_manager, monitoring, time_series, application):
         app.include_router(module.router)
     return app

@@ -1,6 +1,6 @@
 """The simulated application, as seen through the load balancer.
 
-``/health``, ``/health/database``, ``/auth/health`` and the ``/ws`` WebSocket answer
+``/health``, ``/health/database``, ``/health/redis``, ``/auth/health`` and the ``/ws`` WebSocket answer
 according to :mod:`gcpsim.health_model`. The 503 share is produced exactly and without
 randomness by error diffusion: each endpoint accumulates its 503 rate per request and
 fails whenever the accumulator reaches 1, so N requests yield floor(N x rate) 503s. The
@@ -42,6 +42,9 @@ def _decide(sim: Sim, method: str, path: str) -> tuple[bool, dict[str, Any], lis
     endpoint = figures["endpoints"].get(path, {"route": None, "rate_503": 1.0, "latency_ms": 0.0})
     route = figures["routes"].get(endpoint["route"], {})
     reasons = list(route.get("reasons", ["endpoint not wired to a service"]))
+    redis_problem = figures.get("redis", {}).get("problems", {}).get(endpoint["route"])
+    if path.endswith("/redis") and redis_problem:
+        reasons.insert(0, f"Redis unreachable: {redis_problem}")
     fault = faults.take(sim.store, "app_503", "app", method, path)
     if fault:
         reasons.insert(0, fault.get("message") or "injected app_503 fault")
@@ -70,6 +73,12 @@ async def health(request: Request):
 @router.get("/health/database")
 async def health_database(request: Request):
     return await _answer(request, "/health/database")
+
+
+@router.get("/health/redis")
+async def health_redis(request: Request):
+    """200 when the backend reaches Memorystore (instance READY, connector on its network)."""
+    return await _answer(request, "/health/redis")
 
 
 @router.get("/auth/health")

@@ -16,7 +16,8 @@ from . import faults, operations
 from .context import ACTOR, Sim, digest, public
 from .errors import in_progress, invalid
 from .http_util import get_sim, read_json
-from .sql_catalog import default_max_connections, flag_def, flag_items, tier_items, tier_shape, validate_flags
+from .sql_catalog import (check_engine, default_max_connections, flag_def, flag_items, tier_items, tier_shape,
+                          validate_flags)
 
 router = APIRouter()
 BASE = "https://sqladmin.googleapis.com/v1"
@@ -90,6 +91,8 @@ def _validate_settings(new: dict[str, Any], old: dict[str, Any], version: str) -
         if field in new and new[field] not in allowed:
             raise invalid(f"settings.{field}: '{new[field]}' is not one of {sorted(allowed)}.", f"settings.{field}")
     tier_shape(new.get("tier", ""), new.get("edition", "ENTERPRISE"))
+    if new.get("tier") != old.get("tier") or new.get("edition") != old.get("edition"):
+        check_engine(new["tier"], new.get("edition", "ENTERPRISE"), version)
     if _disk_gb(new) < _disk_gb(old):
         raise invalid("settings.dataDiskSizeGb: disk size cannot be decreased.", "settings.dataDiskSizeGb")
     flags = validate_flags(new.get("databaseFlags", []), version)

@@ -1,4 +1,8 @@
-"""Compute Engine v1 (global): health checks, backend services, SSL certificates, operations.
+"""Compute Engine v1 (global): health checks, backend services, global operations, and the
+helpers every Compute router shares (operation start/idempotency, list, filter).
+
+SSL certificates live in :mod:`gcpsim.certificates`, the load-balancer topology (forwarding
+rules, target proxies, URL maps, NEGs) in :mod:`gcpsim.load_balancing`.
 
 Compute applies a change when it accepts the request (the returned operation only reports
 it), so mutations are logged at acceptance. An operation fated by a fault to fail or hang
@@ -15,29 +19,26 @@ from fastapi import APIRouter, Request
 
 from . import operations
 from .context import ACTOR, Sim, digest, numeric_id, public
-from .errors import GoogleError, already_exists, invalid, not_found
+from .errors import GoogleError, invalid
 from .http_util import get_sim, read_json
 
 router = APIRouter()
 PREFIX = "/compute/v1/projects/{p}/global"
 LINK = "https://www.googleapis.com/compute/v1/"
-# Simulated seconds: global operations finish quickly; managed certificates take minutes
-# (real ones take 15-60 min once DNS points at the load balancer); wait blocks <= 2 min.
+# Simulated seconds: global operations finish quickly; wait blocks <= 2 min.
 OP_SECONDS = 2.0
-CERT_PROVISION_SECONDS = 600.0
 WAIT_SIM_SECONDS = 120.0
 HC_BLOCKS = {"HTTP": "httpHealthCheck", "HTTPS": "httpsHealthCheck", "HTTP2": "http2HealthCheck",
              "TCP": "tcpHealthCheck", "SSL": "sslHealthCheck", "GRPC": "grpcHealthCheck"}
 OUTPUT_ONLY = {"id", "kind", "creationTimestamp", "selfLink", "fingerprint", "region"}
-_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
-_HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def key(sim: Sim, p: str, collection: str, name: str) -> str:
     return f"projects/{sim.project_id(p)}/global/{collection}/{name}"
 
 
-def _get(sim: Sim, k: str) -> dict[str, Any]:
+def get_resource(sim: Sim, k: str) -> dict[str, Any]:
     return sim.require("compute", k, f"The resource '{k}'")
 
 
@@ -87,16 +88,49 @@ def validate_health_check(hc: dict[str, Any]) -> None:
                       f"{block}.requestPath")
 
 
-def _validate_backend_service(sim: Sim, p: str, bs: dict[str, Any]) -> None:
-    _int_field(bs, "timeoutSec", 1, 2147483647)
+def link_key(link: Any) -> str:
+    """A resource key from a Compute reference: a full URL, ``projects/...`` or ``global/...``
+    partial URL (as Compute accepts all three); the project is filled in by the caller."""
+    text = str(link)
+    for head in (LINK, "https://compute.googleapis.com/compute/v1/"):
+        if text.startswith(head):
+            return text[len(head):]
+    return text
+
+
+def serverless_negs(sim: Sim, bs: dict[str, Any]) -> list[str]:
+    """The serverless NEG backends of a backend service (their keys)."""
+    out = []
+    for backend in bs.get("backends") or []:
+        group = link_key(backend.get("group", "")) if isinstance(backend, dict) else ""
+        neg = sim.store.get("compute", group) if "/networkEndpointGroups/" in group else None
+        if neg and neg.get("networkEndpointType") == "SERVERLESS":
+            out.append(group)
+    return out
+
+
+def _validate_backend_service(sim: Sim, p: str, bs: dict[str, Any], body: dict[str, Any]) -> None:
+    links = bs.get("healthChecks", [])
+    if not isinstance(links, list):
+        raise invalid(f"Invalid value for field 'resource.healthChecks': '{links}'. Must be a list.", "healthChecks")
+    if serverless_negs(sim, bs):
+        # Load Balancing docs, "Serverless NEGs overview", limitations (GCP_FIDELITY A1): a
+        # backend service with serverless NEG backends supports no health checks and no
+        # timeoutSec (the timeout is fixed at 60 min). Both texts are Google's, as quoted in
+        # public reports (terraform-google-lb-http#358 and #149, terraform-provider-google#7311).
+        if "timeoutSec" in body:
+            raise invalid(f"Invalid value for field 'resource.timeoutSec': '{body['timeoutSec']}'. Timeout sec is not "
+                          "supported for a backend service with Serverless network endpoint groups.", "timeoutSec")
+        if links:
+            raise invalid("Invalid value for field 'resource.healthChecks': ''. A backend service cannot have a "
+                          "healthcheck with Serverless network endpoint group backends.", "healthChecks")
+    elif "timeoutSec" in bs:  # absent means the default, 30 (compute.v1 discovery)
+        _int_field(bs, "timeoutSec", 1, 2147483647)
     draining = bs.get("connectionDraining", {})
     drain = draining.get("drainingTimeoutSec", 0) if isinstance(draining, dict) else None
     if not isinstance(drain, int) or not 0 <= drain <= 3600:
         raise invalid("Invalid value for field 'resource.connectionDraining.drainingTimeoutSec'.",
                       "connectionDraining.drainingTimeoutSec")
-    links = bs.get("healthChecks", [])
-    if not isinstance(links, list):
-        raise invalid(f"Invalid value for field 'resource.healthChecks': '{links}'. Must be a list.", "healthChecks")
     for i, link in enumerate(links):
         hc_name = str(link).rstrip("/").rsplit("/", 1)[-1]
         if sim.store.get("compute", key(sim, p, "healthChecks", hc_name)) is None:
@@ -105,7 +139,7 @@ def _validate_backend_service(sim: Sim, p: str, bs: dict[str, Any]) -> None:
 
 
 # ---- operations -----------------------------------------------------------------
-def _earlier_op(sim: Sim, request: Request) -> dict[str, Any] | None:
+def earlier_op(sim: Sim, request: Request) -> dict[str, Any] | None:
     """The operation an earlier call with this ``requestId`` started, while it still exists."""
     request_id = request.query_params.get("requestId")
     name = sim.store.meta_get(f"reqid:compute:{request_id}") if request_id else None
@@ -117,7 +151,7 @@ def _begin(sim: Sim, request: Request, p: str, op_type: str, target: str) -> tup
 
     Returns (operation, apply): ``apply`` is False when this is an idempotent repeat or
     when a fault dooms the operation, so the caller must not change anything."""
-    earlier = _earlier_op(sim, request)
+    earlier = earlier_op(sim, request)
     if earlier:
         return earlier, False
     request_id = request.query_params.get("requestId")
@@ -191,12 +225,12 @@ async def wait_operation(p: str, o: str, request: Request):
 
 # ---- health checks --------------------------------------------------------------
 async def _patch(sim: Sim, request: Request, p: str, collection: str, name: str, noun: str,
-                 validate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                 validate: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, Any]:
     """PATCH: merge the body into the resource, refuse a rename, validate, then apply."""
     body = await read_json(request)
     k = key(sim, p, collection, name)
-    current = _get(sim, k)
-    if "fingerprint" in current and not _earlier_op(sim, request) \
+    current = get_resource(sim, k)
+    if "fingerprint" in current and not earlier_op(sim, request) \
             and body.get("fingerprint") != current["fingerprint"]:
         # Optimistic locking: the caller must send the fingerprint of its latest GET.
         raise GoogleError(412, "Invalid fingerprint: the resource has changed since it was read "
@@ -205,46 +239,25 @@ async def _patch(sim: Sim, request: Request, p: str, collection: str, name: str,
     if body.get("name", name) != name:
         raise invalid(f"Invalid value for field 'resource.name': a {noun} cannot be renamed.", "name")
     new = _merge(current, body)
-    validate(new)
-    return render_op(sim, _apply(sim, request, p, "patch", k, current, new)[0])
-
-
-@router.get(PREFIX + "/healthChecks/{hc}")
-async def get_health_check(p: str, hc: str, request: Request):
-    sim = get_sim(request)
-    return public(_get(sim, key(sim, p, "healthChecks", hc)))
-
-
-@router.get(PREFIX + "/healthChecks")
-async def list_health_checks(p: str, request: Request):
-    return _list(get_sim(request), p, "healthChecks", "compute#healthCheckList", request)
+    validate(new, body)
+    return render_op(sim, apply_change(sim, request, p, "patch", k, current, new)[0])
 
 
 @router.patch(PREFIX + "/healthChecks/{hc}")
 async def patch_health_check(p: str, hc: str, request: Request):
-    return await _patch(get_sim(request), request, p, "healthChecks", hc, "health check", validate_health_check)
+    return await _patch(get_sim(request), request, p, "healthChecks", hc, "health check",
+                        lambda new, _body: validate_health_check(new))
 
 
 # ---- backend services -----------------------------------------------------------
-@router.get(PREFIX + "/backendServices/{bs}")
-async def get_backend_service(p: str, bs: str, request: Request):
-    sim = get_sim(request)
-    return public(_get(sim, key(sim, p, "backendServices", bs)))
-
-
-@router.get(PREFIX + "/backendServices")
-async def list_backend_services(p: str, request: Request):
-    return _list(get_sim(request), p, "backendServices", "compute#backendServiceList", request)
-
-
 @router.patch(PREFIX + "/backendServices/{bs}")
 async def patch_backend_service(p: str, bs: str, request: Request):
     sim = get_sim(request)
     return await _patch(sim, request, p, "backendServices", bs, "backend service",
-                        lambda new: _validate_backend_service(sim, p, new))
+                        lambda new, body: _validate_backend_service(sim, p, new, body))
 
 
-def _apply(sim: Sim, request: Request, p: str, op_type: str, k: str, current: dict[str, Any] | None,
+def apply_change(sim: Sim, request: Request, p: str, op_type: str, k: str, current: dict[str, Any] | None,
            new: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
     """Start the operation and, unless it is a repeat or doomed, apply + log the change.
     Returns (operation, whether the change was applied)."""
@@ -265,14 +278,29 @@ def _apply(sim: Sim, request: Request, p: str, op_type: str, k: str, current: di
     return op, apply
 
 
-def _list(sim: Sim, p: str, collection: str, kind: str, request: Request) -> dict[str, Any]:
-    items = [public(r) for r in sim.store.list("compute", collection, f"projects/{sim.project_id(p)}/global/"
-                                               f"{collection}/")]
+def list_response(sim: Sim, p: str, collection: str, kind: str, request: Request,
+                  scope: str = "global") -> dict[str, Any]:
+    """A Compute list: ``scope`` is ``global``, ``regions/R`` or ``zones/Z``."""
+    prefix = f"projects/{sim.project_id(p)}/{scope}/{collection}/"
+    items = [public(r) for r in sim.store.list("compute", collection, prefix)]
     flt = request.query_params.get("filter")
     if flt:
         items = [r for r in items if _filter_match(r, flt)]
-    return {"kind": kind, "id": numeric_id(p, collection), "items": items,
-            "selfLink": f"{LINK}projects/{p}/global/{collection}"}
+    return {"kind": kind, "id": numeric_id(p, scope, collection), "items": items,
+            "selfLink": f"{LINK}projects/{p}/{scope}/{collection}"}
+
+
+def global_reads(router: APIRouter, collection: str, kind: str) -> None:
+    """Register GET of one resource and of the list for a global Compute collection."""
+    async def get_one(p: str, name: str, request: Request):
+        sim = get_sim(request)
+        return public(get_resource(sim, key(sim, p, collection, name)))
+
+    async def get_list(p: str, request: Request):
+        return list_response(get_sim(request), p, collection, f"compute#{kind}List", request)
+
+    router.add_api_route(f"{PREFIX}/{collection}/{{name}}", get_one, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/{collection}", get_list, methods=["GET"])
 
 
 _FILTER = re.compile(r'^\s*\(?\s*([A-Za-z_.]+)\s*(=|!=|:|eq|ne)\s*"?([^"()]*?)"?\s*\)?\s*$')
@@ -299,83 +327,6 @@ def _filter_match(res: dict[str, Any], expr: str) -> bool:
     return True
 
 
-# ---- SSL certificates -----------------------------------------------------------
-@router.get(PREFIX + "/sslCertificates")
-async def list_ssl_certificates(p: str, request: Request):
-    return _list(get_sim(request), p, "sslCertificates", "compute#sslCertificateList", request)
-
-
-@router.get(PREFIX + "/sslCertificates/{c}")
-async def get_ssl_certificate(p: str, c: str, request: Request):
-    sim = get_sim(request)
-    return public(_get(sim, key(sim, p, "sslCertificates", c)))
-
-
-@router.post(PREFIX + "/sslCertificates")
-async def insert_ssl_certificate(p: str, request: Request):
-    sim = get_sim(request)
-    body = await read_json(request)
-    name = body.get("name", "")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise invalid(f"Invalid value for field 'resource.name': '{name}'. Must be a match of regex "
-                      "'[a-z]([-a-z0-9]*[a-z0-9])?'.", "name")
-    k = key(sim, p, "sslCertificates", name)
-    if sim.store.get("compute", k) is not None and not _earlier_op(sim, request):
-        raise already_exists(f"The resource '{k}'")
-    cert_type = body.get("type") or ("MANAGED" if "managed" in body else "SELF_MANAGED")
-    t = sim.iso()
-    cert: dict[str, Any] = {
-        "kind": "compute#sslCertificate", "id": numeric_id(k, t), "creationTimestamp": t, "name": name,
-        "description": body.get("description", ""), "selfLink": LINK + k, "type": cert_type,
-    }
-    if cert_type == "MANAGED":
-        managed = body.get("managed", {})
-        domains = managed.get("domains", []) if isinstance(managed, dict) else None
-        if not isinstance(domains, list) or not domains or len(domains) > 100:
-            raise invalid("Invalid value for field 'resource.managed.domains': between 1 and 100 domains are "
-                          "required.", "managed.domains")
-        for d in domains:
-            if isinstance(d, str) and d.startswith("*."):
-                raise invalid(f"Invalid value for field 'resource.managed.domains': '{d}'. Wildcard domains are "
-                              "not supported for Google-managed certificates.", "managed.domains")
-            if not isinstance(d, str) or not _HOST.fullmatch(d):
-                raise invalid(f"Invalid value for field 'resource.managed.domains': '{d}'.", "managed.domains")
-        cert["managed"] = {"domains": list(domains), "status": "PROVISIONING",
-                           "domainStatus": {d: "PROVISIONING" for d in domains}}
-    elif cert_type == "SELF_MANAGED":
-        if not body.get("certificate") or not body.get("privateKey"):
-            raise invalid("A self-managed certificate needs 'certificate' and 'privateKey'.", "certificate")
-        # The private key is never stored (and the real API never returns it).
-        cert["certificate"] = body["certificate"]
-        cert["expireTime"] = sim.iso(sim.now() + 365 * 86400)
-    else:
-        raise invalid(f"Invalid value for field 'resource.type': '{cert_type}'.", "type")
-    op, applied = _apply(sim, request, p, "insert", k, sim.store.get("compute", k), cert)
-    if applied and cert_type == "MANAGED":
-        operations.create(sim, api="compute", kind="compute.cert.provision",
-                          name=f"internal/cert/{operations.new_id()}", duration=CERT_PROVISION_SECONDS,
-                          ctx={"certificate": k, "id": cert["id"]})
-    return render_op(sim, op)
-
-
-@operations.completer("compute.cert.provision")
-def _complete_provisioning(sim: Sim, op: dict[str, Any]) -> None:
-    cert = sim.store.get("compute", op["ctx"]["certificate"])
-    if cert and cert["id"] == op["ctx"]["id"] and cert.get("managed"):
-        # Provisioning is Google's doing, not a client mutation: it is not logged.
-        cert["managed"]["status"] = "ACTIVE"
-        cert["managed"]["domainStatus"] = {d: "ACTIVE" for d in cert["managed"]["domains"]}
-        cert["subjectAlternativeNames"] = list(cert["managed"]["domains"])
-        cert["expireTime"] = sim.iso(op["due"] + 90 * 86400)
-        sim.store.put("compute", op["ctx"]["certificate"], cert)
-    operations.finish(sim, op)
-
-
-@router.delete(PREFIX + "/sslCertificates/{c}")
-async def delete_ssl_certificate(p: str, c: str, request: Request):
-    sim = get_sim(request)
-    k = key(sim, p, "sslCertificates", c)
-    current = sim.store.get("compute", k)
-    if current is None and not _earlier_op(sim, request):
-        raise not_found(f"The resource '{k}'")
-    return render_op(sim, _apply(sim, request, p, "delete", k, current, None)[0])
+# Reads registered after list_response exists; the PATCH routes above keep their paths.
+global_reads(router, "healthChecks", "healthCheck")
+global_reads(router, "backendServices", "backendService")

@@ -1,7 +1,7 @@
 """Injected faults: registry, matching and bookkeeping.
 
 A fault matches a call when each of its optional fields matches: ``api`` (run,
-vpcaccess, sqladmin, compute, secretmanager, monitoring, app), ``method`` (HTTP verb)
+vpcaccess, sqladmin, compute, secretmanager, monitoring, redis, app), ``method`` (HTTP verb)
 and ``resource`` (a substring of the request path). Counted kinds fire ``count`` times
 and then stay listed as exhausted; ``sql_maintenance`` lasts until the faults are
 cleared. Every firing increments ``fired`` so tests can prove a fault was exercised.
@@ -22,12 +22,14 @@ KINDS = {
     "revision_start_failure",  # the next new revision of a matching service fails to start
     "app_503",                 # the next N application requests answer 503
 }
-APIS = {"run", "vpcaccess", "sqladmin", "compute", "secretmanager", "monitoring", "app"}
+APIS = {"run", "vpcaccess", "sqladmin", "compute", "secretmanager", "monitoring", "redis", "app"}
 UNCOUNTED = {"sql_maintenance"}
 
 _SQL = re.compile(r"^/v1/(projects/[^/]+/(instances|operations|tiers)(/|$)|flags)")
 _VPC = re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/(connectors|operations)(/|$)|^/v1/projects/[^/]+/locations/?$")
 _SECRETS = re.compile(r"^/v1/projects/[^/]+/secrets(/|$)")
+_REDIS = re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/instances(/|$)")
+APP_PATHS = ("/health", "/health/database", "/health/redis", "/auth/health", "/ws")
 
 
 def api_of(path: str) -> str | None:
@@ -46,7 +48,9 @@ def api_of(path: str) -> str | None:
         return "sqladmin"
     if _SECRETS.match(path):
         return "secretmanager"
-    if path in ("/health", "/health/database", "/auth/health", "/ws"):
+    if _REDIS.match(path):
+        return "redis"
+    if path in APP_PATHS:
         return "app"
     return None
 

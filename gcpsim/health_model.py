@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from .cloud_sql import effective_max_connections, restarting
+from .compute import link_key, serverless_negs
 from .context import Sim
-from .run_model import duration_seconds, env_of, limits, serving_revisions, short
+from .run_limits import limits
+from .run_model import duration_seconds, env_of, serving_revisions, short
 from .vpc_access import MBPS_PER_INSTANCE
 
 DEFAULTS: dict[str, Any] = {
@@ -28,7 +30,12 @@ DEFAULTS: dict[str, Any] = {
     "default_pool_size": 5,      # SQLAlchemy defaults when the env does not set them
     "default_max_overflow": 10,
     "ai_response_seconds": 40,   # how long a WebSocket AI answer streams (LB/Run timeouts must allow it)
+    "redis_ms": 2,               # a Redis round trip once the connector hop is paid
 }
+# An external HTTPS load balancer's backend timeout for serverless NEG backends is fixed at
+# 60 minutes (Load Balancing docs, serverless NEGs overview; GCP_FIDELITY A1).
+SERVERLESS_LB_TIMEOUT_S = 3600
+USABLE_CONNECTOR_STATES = ("READY", "UPDATING")
 
 
 def _knee(u: float, base: float, knee: float, slope: float) -> float:
@@ -59,18 +66,27 @@ def compute(sim: Sim) -> dict[str, Any]:
         services[route_id] = {"route": route, "service": svc, "revisions": revs}
 
     # --- VPC connector: one shared connector carries the app's egress ---------------
+    # Its demand is the app's private traffic (Cloud SQL, Redis) plus, for every serving
+    # revision with egress ALL_TRAFFIC, its share of the route's internet traffic.
     connector_name = next((r["vpcAccess"]["connector"] for s in services.values() for r, _ in s["revisions"]
                            if r.get("vpcAccess", {}).get("connector")), None)
     conn = store.get("vpcaccess", connector_name) if connector_name else None
-    vpc: dict[str, Any] = {"name": connector_name, "demand_mbps": params["egress_demand_mbps"]}
-    if conn and conn["state"] in ("READY", "UPDATING"):
+    demand = float(params["egress_demand_mbps"])
+    for s in services.values():
+        total_pct = sum(p for _, p in s["revisions"]) or 1
+        for rev, pct in s["revisions"]:
+            vpc_access = rev.get("vpcAccess", {})
+            if vpc_access.get("connector") == connector_name and vpc_access.get("egress") == "ALL_TRAFFIC":
+                demand += s["route"].get("internet_egress_mbps", 0) * pct / total_pct
+    demand = round(demand, 3)
+    vpc: dict[str, Any] = {"name": connector_name, "demand_mbps": demand}
+    if conn and conn["state"] in USABLE_CONNECTOR_STATES:
         capacity = conn["maxInstances"] * MBPS_PER_INSTANCE[conn["machineType"]]
-        u = params["egress_demand_mbps"] / capacity
+        u = demand / capacity
         vpc |= {"available": True, "machineType": conn["machineType"], "maxInstances": conn["maxInstances"],
-                "capacity_mbps": capacity, "utilisation": round(u, 4),
+                "network": conn.get("network"), "capacity_mbps": capacity, "utilisation": round(u, 4),
                 # Written as in f_db so that no egress demand (u = 0) is no overflow, not 1/0.
-                "overflow_share": round(max(0.0, 1 - capacity / params["egress_demand_mbps"])
-                                        if params["egress_demand_mbps"] else 0.0, 4),
+                "overflow_share": round(max(0.0, 1 - capacity / demand) if demand else 0.0, 4),
                 "latency_ms": round(_knee(u, params["vpc_base_ms"], params["vpc_knee"], params["vpc_queue_ms"]), 1)}
     else:
         vpc |= {"available": False, "overflow_share": 1.0, "latency_ms": 0.0,
@@ -111,12 +127,70 @@ def compute(sim: Sim) -> dict[str, Any]:
     out_routes: dict[str, Any] = {}
     for route_id, s in services.items():
         out_routes[route_id] = _route(sim, params, s, vpc, db)
+    redis = _redis(sim, services)
     endpoints = {}
     for route_id, r in out_routes.items():
         for path in routes[route_id].get("paths", []):
-            latency = r["latency_ms"]["database" if path.endswith("/database") else "total"]
-            endpoints[path] = {"route": route_id, "rate_503": r["rate_503"], "latency_ms": latency}
-    return {"connector": vpc, "database": db, "routes": out_routes, "endpoints": endpoints}
+            rate, latency = r["rate_503"], r["latency_ms"]["total"]
+            if path.endswith("/database"):
+                latency = r["latency_ms"]["database"]
+            elif path.endswith("/redis"):
+                latency = r["latency_ms"]["redis"]
+                problem = redis["problems"].get(route_id)
+                rate = 1.0 if problem else rate
+            endpoints[path] = {"route": route_id, "rate_503": rate, "latency_ms": latency}
+    return {"connector": vpc, "database": db, "redis": redis, "routes": out_routes, "endpoints": endpoints}
+
+
+def _short(link: str | None) -> str:
+    return str(link or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+def _redis(sim: Sim, services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Can each Redis-using route reach the Memorystore instance? Only over a VPC connector
+    that is usable and sits on the instance's authorized network (GCP_FIDELITY B1/B2)."""
+    name = sim.app_params().get("redis")
+    inst = sim.store.get("redis", name) if name else None
+    problems: dict[str, str] = {}
+    for route_id, s in services.items():
+        if not s["route"].get("uses_redis"):
+            continue
+        if inst is None:
+            problems[route_id] = f"Memorystore instance {name} does not exist"
+            continue
+        if inst.get("state") != "READY":
+            problems[route_id] = f"Memorystore instance {_short(name)} is {inst.get('state')}"
+            continue
+        if not s["revisions"]:
+            problems[route_id] = "no ready revision serves traffic"
+        for rev, _ in s["revisions"]:
+            connector = rev.get("vpcAccess", {}).get("connector")
+            conn = sim.store.get("vpcaccess", connector) if connector else None
+            if not connector:
+                problems[route_id] = f"revision {_short(rev['name'])} has no VPC connector: {inst['host']} unreachable"
+            elif conn is None:
+                problems[route_id] = f"VPC connector {connector} not found"
+            elif conn["state"] not in USABLE_CONNECTOR_STATES:
+                problems[route_id] = f"VPC connector {_short(connector)} is {conn['state']}"
+            elif _short(conn.get("network")) != _short(inst.get("authorizedNetwork")):
+                problems[route_id] = (f"VPC connector {_short(connector)} is on network {_short(conn.get('network'))}"
+                                      f", Redis {_short(name)} only accepts {_short(inst.get('authorizedNetwork'))}")
+            if route_id in problems:
+                break
+    return {"instance": name, "state": inst.get("state") if inst else "MISSING",
+            "host": inst.get("host") if inst else None, "problems": problems}
+
+
+def _connector_problem(sim: Sim, revs: list) -> str | None:
+    """A serving revision whose VPC connector is gone or unusable takes its route down."""
+    for rev, _ in revs:
+        connector = rev.get("vpcAccess", {}).get("connector")
+        conn = sim.store.get("vpcaccess", connector) if connector else None
+        if connector and conn is None:
+            return f"VPC connector {connector} not found"
+        if conn and conn["state"] not in USABLE_CONNECTOR_STATES:
+            return f"VPC connector {connector} is {conn['state']}"
+    return None
 
 
 def _route(sim: Sim, params: dict[str, Any], s: dict[str, Any], vpc: dict[str, Any], db: dict[str, Any]):
@@ -136,9 +210,19 @@ def _route(sim: Sim, params: dict[str, Any], s: dict[str, Any], vpc: dict[str, A
     lat = {k: round(v, 1) for k, v in lat.items()}
     lat["total"] = round(sum(lat.values()), 1)
     lat["database"] = round(lat["vpc"] + lat["db"] + 20, 1)
+    lat["redis"] = round(lat["vpc"] + params["redis_ms"] + 20, 1)
 
-    hc = sim.store.get("compute", route.get("health_check", "")) or {}
     bs = sim.store.get("compute", route.get("backend_service", "")) or {}
+    # Behind a serverless NEG the LB does not health-check Cloud Run and its timeout is fixed
+    # (A1): only an instance-group backend service flaps on slow health or cuts WebSockets.
+    serverless = bool(bs) and bool(serverless_negs(sim, bs))
+    if serverless:
+        hc = {}
+    elif bs:
+        attached = bs.get("healthChecks") or []
+        hc = (sim.store.get("compute", link_key(attached[0])) or {}) if attached else {}
+    else:
+        hc = sim.store.get("compute", route.get("health_check", "")) or {}
     f_hc = 0.0
     if hc:
         timeout_ms = hc["timeoutSec"] * 1000
@@ -151,15 +235,22 @@ def _route(sim: Sim, params: dict[str, Any], s: dict[str, Any], vpc: dict[str, A
                            f"timeoutSec is {hc['timeoutSec']}")
 
     hard_down = None
+    uses_shared = any(r.get("vpcAccess", {}).get("connector") == vpc["name"] for r, _ in revs)
+    connector_problem = _connector_problem(sim, revs)
     if not svc:
         hard_down = f"Cloud Run service {route['service']} does not exist"
     elif not revs:
         hard_down = f"no ready revision of {short(svc['name'])} serves traffic"
-    elif not vpc["available"]:
+    elif connector_problem:
+        hard_down = connector_problem
+    elif vpc["name"] is None:
+        # No serving revision has VPC access: the private IPs (Cloud SQL, Redis) are unreachable.
+        hard_down = "no serving revision has a VPC connector: the app's private dependencies are unreachable"
+    elif uses_shared and not vpc["available"]:
         hard_down = f"VPC connector {vpc['name']} is {vpc.get('state')}"
     elif uses_db and not db["available"]:
         hard_down = f"Cloud SQL instance {db['instance']} is {db.get('state')}"
-    f_vpc, f_db = vpc["overflow_share"], db["refused_share"] if uses_db else 0.0
+    f_vpc, f_db = vpc["overflow_share"] if uses_shared else 0.0, db["refused_share"] if uses_db else 0.0
     if hard_down:
         reasons.insert(0, hard_down)
         rate = 1.0
@@ -172,14 +263,22 @@ def _route(sim: Sim, params: dict[str, Any], s: dict[str, Any], vpc: dict[str, A
                            f"max_connections {db['max_connections']}")
         if len(revs) > 1:
             reasons.append(f"{len(revs)} revisions split traffic and contend for connections")
+        if uses_shared and f_vpc > 0:
+            for rev, _ in revs:
+                if rev.get("vpcAccess", {}).get("egress") == "ALL_TRAFFIC":
+                    reasons.append(f"revision {short(rev['name'])} has VPC egress ALL_TRAFFIC: its "
+                                   f"{route.get('internet_egress_mbps', 0)} Mbps of internet traffic load the "
+                                   "connector")
         rate = 1 - (1 - f_vpc) * (1 - f_db) * (1 - f_hc)
 
     # A WebSocket AI answer must fit in both the LB backend timeout (for WebSockets it
     # bounds the connection) and the Cloud Run request timeout.
     run_timeout = min((duration_seconds(r.get("timeout"), 300) or 300 for r, _ in revs), default=0)
-    ws_limit = min(bs.get("timeoutSec", 30), run_timeout) if bs else run_timeout
+    lb_timeout = SERVERLESS_LB_TIMEOUT_S if serverless else bs.get("timeoutSec", 30) if bs else None
+    ws_limit = min(lb_timeout, run_timeout) if lb_timeout is not None else run_timeout
     return {
         "service": route["service"],
+        "serverless": serverless,
         "serving_revisions": {short(r["name"]): p for r, p in revs},
         "cpu": cpu, "memory_gib": round(mem_gib, 3),
         "latency_ms": lat,

@@ -31,7 +31,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class Simulator:
-    endpoint: str  # "http://127.0.0.1:PORT": api_endpoint for run/vpcaccess/sqladmin/secretmanager/monitoring
+    endpoint: str  # "http://127.0.0.1:PORT": api_endpoint for run/vpcaccess/sqladmin/secretmanager/monitoring/redis
     port: int
     host: str
     data_dir: Path

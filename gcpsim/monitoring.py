@@ -1,19 +1,19 @@
-"""Cloud Monitoring v3: alert policies create/list/get/patch/delete, notification channels list,
-and ``timeSeries.list`` for two metrics answered from the health model.
+"""Cloud Monitoring v3: alert policies create/list/get/patch/delete, notification channels
+list/get, metric descriptors create/list/get. ``timeSeries.list`` lives in
+:mod:`gcpsim.time_series`; which metrics exist and which aligners fit them in
+:mod:`gcpsim.metric_catalog`.
 
 Changes are synchronous in the real API, so mutations are logged at acceptance.
 """
 from __future__ import annotations
 
 import copy
-import math
 import re
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import health_model
+from . import metric_catalog
 from .context import ACTOR, Sim, public
 from .errors import invalid
 from .http_util import get_sim, paged, read_json
@@ -38,7 +38,7 @@ def _seconds(value: Any, field: str) -> float:
     return float(m.group(1))
 
 
-def validate_policy(sim: Sim, policy: dict[str, Any]) -> None:
+def validate_policy(sim: Sim, policy: dict[str, Any], project: str) -> None:
     if not policy.get("displayName"):
         raise invalid("displayName: an alert policy needs a display name.", "displayName")
     conditions = policy.get("conditions") or []
@@ -69,6 +69,8 @@ def validate_policy(sim: Sim, policy: dict[str, Any]) -> None:
             if secs % 60:
                 raise invalid(f"{field}.{kinds[0]}.duration: must be a whole number of minutes (got {secs:g}s).",
                               f"{field}.{kinds[0]}.duration")
+            # A4/A5: the metric must exist and each aligner must fit its kind and value type.
+            metric_catalog.validate_condition(sim, project, body, f"{field}.{kinds[0]}")
         if kinds[0] == "conditionThreshold":
             if body.get("comparison") not in COMPARISONS:
                 raise invalid(f"{field}.conditionThreshold.comparison: one of {sorted(COMPARISONS)} is required.",
@@ -105,7 +107,7 @@ async def create_policy(p: str, request: Request):
     sim = get_sim(request)
     body = {k: v for k, v in (await read_json(request)).items() if k not in OUTPUT_ONLY}
     project = sim.project_id(p)
-    validate_policy(sim, body)
+    validate_policy(sim, body, project)
     with sim.store.transaction():
         name = f"projects/{project}/alertPolicies/{sim.store.next_counter('monitoring.policy', 10**16)}"
         _finish(sim, body, name, None)
@@ -181,7 +183,7 @@ async def patch_policy(p: str, a: str, request: Request):
             new[top] = body[top]
         else:
             new.pop(top, None)
-    validate_policy(sim, new)
+    validate_policy(sim, new, sim.project_id(p))
     if new == current:
         return public(current)
     _finish(sim, new, current["name"], current["creationRecord"])
@@ -213,116 +215,53 @@ async def get_channel(p: str, c: str, request: Request):
                               f"Notification channel {c}"))
 
 
-# --- time series (read-only, answered from the health model) ---------------------------
-
-CONNECTOR_UTILISATION = "vpcaccess.googleapis.com/connector/cpu/utilizations"
-SQL_BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
-_TERM = re.compile(r'\s*(?:AND\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*(=|!=)\s*"([^"]*)"\s*')
-_LABEL_FIELD = re.compile(r"(resource|metric)\.labels?\.([A-Za-z0-9_]+)")
-_UNSUPPORTED_PARAMS = ("aggregation.", "secondaryAggregation.")
+# ---- metric descriptors (custom metrics exist once a descriptor does) -------------------
+_CUSTOM_PREFIXES = ("custom.googleapis.com/", "workload.googleapis.com/", "external.googleapis.com/")
 
 
-def _parse_series_filter(expr: str) -> list[tuple[str, str, str]]:
-    """``field = "v"`` / ``field != "v"`` terms joined by AND (explicit or implicit, as GCP
-    accepts). Fields: metric.type, resource.type, resource.label(s).K, metric.label(s).K."""
-    terms, pos = [], 0
-    expr = expr.strip()
-    while pos < len(expr):
-        m = _TERM.match(expr, pos)
-        if not m or m.end() == pos:
-            raise invalid(f"filter: cannot parse '{expr[pos:]}' (the simulator supports "
-                          'field = "value" terms joined by AND).', "filter")
-        field, op, value = m.groups()
-        if field not in ("metric.type", "resource.type") and not _LABEL_FIELD.fullmatch(field):
-            raise invalid(f"filter: unknown field '{field}'.", "filter")
-        terms.append((field, op, value))
-        pos = m.end()
-    if sum(1 for f, op, _ in terms if f == "metric.type" and op == "=") != 1:
-        raise invalid('filter: must specify exactly one metric type (metric.type = "...").', "filter")
-    return terms
-
-
-def _timestamp(request: Request, param: str, required: bool) -> float | None:
-    raw = request.query_params.get(param)
-    if not raw:
-        if required:
-            raise invalid(f"{param}: required.", param)
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise invalid(f"{param}: '{raw}' is not an RFC 3339 timestamp.", param) from exc
-    if parsed.tzinfo is None:
-        raise invalid(f"{param}: '{raw}' needs a time zone (e.g. 'Z').", param)
-    return parsed.timestamp()
-
-
-def _series(sim: Sim, project: str) -> list[dict[str, Any]]:
-    """Every series the model can answer now (metric, resource, kind, value)."""
-    figures = health_model.compute(sim)
-    out: list[dict[str, Any]] = []
-    vpc, db = figures["connector"], figures["database"]
-    # A connector that is missing, CREATING, DELETING or in ERROR is not available: no data.
-    if vpc.get("available") and vpc["name"].startswith(f"projects/{project}/"):
-        parts = vpc["name"].split("/")
-        out.append({"metric": {"type": CONNECTOR_UTILISATION, "labels": {}},
-                    "resource": {"type": "vpc_access_connector",
-                                 "labels": {"resource_container": project, "location": parts[3],
-                                            "connector_name": parts[5]}},
-                    "metricKind": "GAUGE", "valueType": "DOUBLE",
-                    "value": {"doubleValue": vpc["utilisation"]}})
-    inst = sim.store.get("sqladmin", db["instance"]) if db.get("instance") else None
-    # An instance in MAINTENANCE (restarting) has no backends to count: no data.
-    if db.get("available") and inst and inst.get("project") == project:
-        in_use = math.ceil(min(db["demand_connections"], db["max_connections"]))
-        out.append({"metric": {"type": SQL_BACKENDS, "labels": {}},
-                    "resource": {"type": "cloudsql_database",
-                                 "labels": {"project_id": project,
-                                            "database_id": f"{project}:{inst['name']}",
-                                            "region": inst.get("region", "")}},
-                    "metricKind": "GAUGE", "valueType": "INT64",
-                    "value": {"int64Value": str(in_use)}})
-    return out
-
-
-def _matches(series: dict[str, Any], terms: list[tuple[str, str, str]]) -> bool:
-    for field, op, want in terms:
-        if field in ("metric.type", "resource.type"):
-            got = series[field.split(".")[0]]["type"]
-        else:
-            kind, key = _LABEL_FIELD.fullmatch(field).groups()
-            got = series[kind]["labels"].get(key)
-        if (op == "=") != (got == want):
-            return False
-    return True
-
-
-@router.get("/v3/projects/{p}/timeSeries")
-async def list_time_series(p: str, request: Request):
-    """``projects.timeSeries.list``. The simulator keeps no history: each matching series has
-    one point, the model's figure now, stamped at the simulated now clamped into the interval."""
+@router.post("/v3/projects/{p}/metricDescriptors")
+async def create_descriptor(p: str, request: Request):
     sim = get_sim(request)
-    for param in request.query_params:
-        if param.startswith(_UNSUPPORTED_PARAMS):
-            raise invalid(f"{param}: aggregation is not supported by the simulator.", param)
-    if not request.query_params.get("filter"):
-        raise invalid("filter: required.", "filter")
-    terms = _parse_series_filter(request.query_params["filter"])
-    end = _timestamp(request, "interval.endTime", required=True)
-    start = _timestamp(request, "interval.startTime", required=False)
-    if start is not None and start > end:
-        raise invalid("interval.startTime: must not be later than interval.endTime.", "interval.startTime")
-    view = request.query_params.get("view", "FULL")
-    if view not in ("FULL", "HEADERS"):
-        raise invalid(f"view: '{view}' is not one of ['FULL', 'HEADERS'].", "view")
-    stamp = sim.iso(min(max(sim.now(), end if start is None else start), end))
-    items = []
-    for series in _series(sim, sim.project_id(p)):
-        if not _matches(series, terms):
-            continue
-        value = series.pop("value")
-        if view == "FULL":
-            series["points"] = [{"interval": {"startTime": stamp, "endTime": stamp}, "value": value}]
-        items.append(series)
-    out = paged(items, request, "timeSeries")
-    return out if out["timeSeries"] else {}  # no data: an empty object, as GCP answers
+    body = await read_json(request)
+    project = sim.project_id(p)
+    metric_type = body.get("type")
+    if not isinstance(metric_type, str) or not metric_type.startswith(_CUSTOM_PREFIXES):
+        raise invalid(f"type: '{metric_type}' must start with one of {list(_CUSTOM_PREFIXES)}.", "type")
+    if body.get("metricKind") not in metric_catalog.KINDS:
+        raise invalid(f"metricKind: one of {list(metric_catalog.KINDS)} is required.", "metricKind")
+    if body.get("valueType") not in metric_catalog.VALUE_TYPES:
+        raise invalid(f"valueType: one of {list(metric_catalog.VALUE_TYPES)} is required.", "valueType")
+    name = metric_catalog.descriptor_key(project, metric_type)
+    desc = {k: v for k, v in body.items() if k != "name"} | {"name": name}
+    current = sim.store.get("monitoring", name)
+    if current != desc:
+        with sim.store.transaction():
+            sim.store.put("monitoring", name, desc)
+            sim.log("monitoring", "POST", name, current, desc)
+    return desc
+
+
+@router.get("/v3/projects/{p}/metricDescriptors")
+async def list_descriptors(p: str, request: Request):
+    sim = get_sim(request)
+    project = sim.project_id(p)
+    items = [{"name": metric_catalog.descriptor_key(project, t), "type": t, "metricKind": k, "valueType": v}
+             for t, (k, v) in sorted(metric_catalog.BUILTIN.items())]
+    items += [public(d) for d in sim.store.list("monitoring", None, f"projects/{project}/metricDescriptors/")]
+    flt = request.query_params.get("filter")
+    if flt:
+        m = re.fullmatch(r'\s*metric\.type\s*=\s*"([^"]+)"\s*', flt)
+        if not m:
+            raise invalid(f"filter: the simulator supports only metric.type = \"...\" (got '{flt}').", "filter")
+        items = [d for d in items if d["type"] == m.group(1)]
+    return paged(items, request, "metricDescriptors")
+
+
+@router.get("/v3/projects/{p}/metricDescriptors/{metric_type:path}")
+async def get_descriptor(p: str, metric_type: str, request: Request):
+    sim = get_sim(request)
+    project = sim.project_id(p)
+    kind, value_type = metric_catalog.require(sim, project, metric_type)
+    stored = sim.store.get("monitoring", metric_catalog.descriptor_key(project, metric_type))
+    return public(stored) if stored else {"name": metric_catalog.descriptor_key(project, metric_type),
+                                          "type": metric_type, "metricKind": kind, "valueType": value_type}

@@ -16,6 +16,7 @@ from google.protobuf import json_format
 
 from .context import Sim, digest
 from .errors import failed_precondition, invalid
+from .run_limits import validate_resources, validate_startup_probe
 
 SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
 REVISION_TYPE = "type.googleapis.com/google.cloud.run.v2.Revision"
@@ -36,7 +37,6 @@ ROLLOUT_SECONDS = 45.0
 TRAFFIC_ONLY_SECONDS = 8.0
 DELETE_REVISION_SECONDS = 10.0
 
-CPU_VALUES = {1.0, 2.0, 4.0, 6.0, 8.0}
 MAX_TIMEOUT_S = 3600
 
 
@@ -65,32 +65,6 @@ def short(name: str) -> str:
 
 
 # ---- resources ----------------------------------------------------------------------
-def parse_cpu(value: str) -> float | None:
-    value = str(value).strip()
-    try:
-        return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
-    except ValueError:
-        return None
-
-
-_MEM = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_MEM_UNIT = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def parse_memory(value: str) -> int | None:
-    m = _MEM.match(str(value).strip())
-    return int(float(m.group(1)) * _MEM_UNIT[m.group(2)]) if m else None
-
-
-def limits(container: dict[str, Any]) -> tuple[float, int]:
-    """(cpu, memory bytes) of a container, with Cloud Run's defaults (1 CPU, 512Mi)."""
-    lim = container.get("resources", {}).get("limits", {})
-    cpu = parse_cpu(lim.get("cpu", "1")) or 1.0
-    mem = parse_memory(lim.get("memory", "512Mi")) or 512 * 2**20
-    return cpu, mem
-
-
 def duration_seconds(value: str | None, default: float) -> float | None:
     if value is None:
         return default
@@ -112,19 +86,8 @@ def validate_template(template: dict[str, Any]) -> None:
         field = f"template.containers[{i}]"
         if not c.get("image"):
             raise invalid(f"{field}.image: an image is required.", f"{field}.image")
-        lim = c.get("resources", {}).get("limits", {})
-        if "cpu" in lim:
-            cpu = parse_cpu(lim["cpu"])
-            if cpu is None or not (cpu in CPU_VALUES or 0.08 <= cpu < 1):
-                raise invalid(
-                    f"{field}.resources.limits.cpu: '{lim['cpu']}' is not supported; use 1, 2, 4, 6 or 8 "
-                    "(or a fraction below 1).", f"{field}.resources.limits.cpu")
-        if "memory" in lim:
-            mem = parse_memory(lim["memory"])
-            if mem is None or not (128 * 2**20 <= mem <= 32 * 2**30):
-                raise invalid(
-                    f"{field}.resources.limits.memory: '{lim['memory']}' must be between 128Mi and 32Gi.",
-                    f"{field}.resources.limits.memory")
+    validate_resources(template)
+    validate_startup_probe(template)
     timeout = duration_seconds(template.get("timeout"), 300)
     if timeout is None or not 1 <= timeout <= MAX_TIMEOUT_S:
         raise invalid(f"template.timeout: must be between 1s and {MAX_TIMEOUT_S}s.", "template.timeout")
@@ -144,20 +107,11 @@ def startup_problem(sim: Sim, template: dict[str, Any], project: str) -> str | N
     """Why a revision of a service in ``project`` built from ``template`` would fail to
     start (None if it starts).
 
-    These are the failures real Cloud Run reports only when the revision is rolled out:
-    invalid cpu/memory combinations, a missing VPC connector, unreadable secrets."""
+    These are the failures real Cloud Run reports only when the revision is rolled out: a
+    missing VPC connector, unreadable secrets. (Impossible cpu/memory pairs are refused
+    synchronously by :func:`validate_template`, GCP_FIDELITY A6; a too-short startup probe
+    is decided when the rollout starts, see cloud_run.)"""
     for i, c in enumerate(template.get("containers", [])):
-        cpu, mem = limits(c)
-        gib = mem / 2**30
-        need_mem = {4.0: 2, 6.0: 4, 8.0: 4}.get(cpu)
-        if need_mem and gib < need_mem:
-            return (f"containers[{i}]: {cpu:g} CPU requires at least {need_mem}Gi of memory "
-                    f"(got {c.get('resources', {}).get('limits', {}).get('memory', '512Mi')}).")
-        for mem_over, cpu_min in ((24, 8), (16, 6), (8, 4), (4, 2)):
-            if gib > mem_over and cpu < cpu_min:
-                return f"containers[{i}]: more than {mem_over}Gi of memory requires at least {cpu_min} CPU."
-        if cpu < 1 and gib > 0.5:
-            return f"containers[{i}]: less than 1 CPU supports at most 512Mi of memory."
         for env in c.get("env", []):
             ref = env.get("valueSource", {}).get("secretKeyRef")
             if ref:

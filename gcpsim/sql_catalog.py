@@ -54,8 +54,23 @@ def tier_shape(tier: str, edition: str = "ENTERPRISE") -> tuple[float, int]:
                   "db-n1-highmem-N and db-perf-optimized-N-<vCPUs>.", field)
 
 
+def check_engine(tier: str, edition: str, version: str) -> None:
+    """Cloud SQL for PostgreSQL takes only custom and shared-core tiers (and, for Enterprise
+    Plus, the performance-optimised ones): legacy db-n1-* is refused (GCP_FIDELITY A7; Google's
+    text, "Invalid request: " included, as quoted in serverpod#2373)."""
+    if not str(version).startswith("POSTGRES"):
+        return
+    ok = tier.startswith("db-custom-") or tier in ("db-f1-micro", "db-g1-small") or \
+        (edition == "ENTERPRISE_PLUS" and tier.startswith("db-perf-optimized-N-"))
+    if not ok:
+        raise invalid("Invalid request: Only custom or shared-core instance Billing Tier type allowed for "
+                      "PostgreSQL database.", "settings.tier")
+
+
 def default_max_connections(memory_mib: int) -> int:
-    """Cloud SQL for PostgreSQL's default max_connections by instance memory."""
+    """Cloud SQL for PostgreSQL's default max_connections by instance memory (GCP_FIDELITY A8):
+    25 for db-f1-micro (< 1 GiB) is sourced (Cloud SQL FAQ); 50 (g1-small, < 3.75 GiB),
+    100 (< 6 GiB), 400 (< 30 GiB), 500 (< 120 GiB) and 1000 are unverified."""
     gib = memory_mib / GIB
     for limit, conns in ((1, 25), (3.75, 50), (6, 100), (30, 400), (120, 500)):
         if gib < limit:

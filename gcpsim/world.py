@@ -1,9 +1,13 @@
-"""The default world (RUNBOOK.md's broken staging) and world loading/dumping.
+"""The built-in worlds (RUNBOOK.md's broken staging) and world loading/dumping.
 
 A world has the shape of ``GET /_sim/state``: ``projects``, ``app`` (the health model's
-wiring and parameters) and one group per API whose resources are keyed by full resource
-name. Records may carry private bookkeeping under ``_sim``; a hand-written world may omit
-it and :func:`_complete` fills it in.
+wiring and parameters), ``dns`` (host name -> IPv4, what the public DNS answers; it decides
+whether a managed certificate can provision) and one group per API whose resources are
+keyed by full resource name. Two worlds are built in (:data:`WORLDS`): ``serverless`` (the
+default: Cloud Run behind serverless NEGs) and ``instance-group`` (the same backend
+services on instance groups with health checks and a 30 s timeout). Records may carry
+private bookkeeping under ``_sim``; a hand-written world may omit it and :func:`_complete`
+fills it in.
 """
 from __future__ import annotations
 
@@ -13,15 +17,16 @@ from typing import Any
 
 from google.cloud import run_v2
 
+from . import certificates, world_lb
 from .cloud_run import service_uri, set_service_status
-from .compute import LINK, fingerprint
 from .context import Sim, digest, numeric_id, public
 from .errors import invalid
 from .run_model import (
     LATEST, REVISION, WRITABLE, build_revision, normalize, resolve_traffic, set_revision_status, short,
 )
 
-APIS = ("run", "vpcaccess", "sqladmin", "compute", "secretmanager", "monitoring")
+APIS = ("run", "vpcaccess", "sqladmin", "compute", "secretmanager", "monitoring", "redis")
+WORLDS = ("serverless", "instance-group")
 PROJECT, NUMBER, REGION = "netra-staging", "123456789012", "us-central1"
 REQUIRED_SECRETS = ("database-url", "database-direct-url", "jwt-secret-staging", "redis-url", "oauth-client-id",
                     "oauth-client-secret", "openai-api-key", "anthropic-api-key", "smtp-password",
@@ -39,11 +44,13 @@ AUTH = f"{_loc()}/services/auth-staging"
 SQL = f"projects/{PROJECT}/instances/netra-staging-db"
 HC_BACKEND = f"projects/{PROJECT}/global/healthChecks/staging-backend-health-check"
 HC_AUTH = f"projects/{PROJECT}/global/healthChecks/staging-auth-health-check"
+REDIS = f"{_loc()}/instances/staging-redis"
 BS_BACKEND = f"projects/{PROJECT}/global/backendServices/staging-backend-service"
 BS_AUTH = f"projects/{PROJECT}/global/backendServices/staging-auth-service"
 
 
-def _template(image: str, env: dict[str, str], secrets: dict[str, str], max_instances: int, sa: str) -> dict:
+def _template(image: str, env: dict[str, str], secrets: dict[str, str], max_instances: int, sa: str,
+              egress: str = "PRIVATE_RANGES_ONLY") -> dict:
     env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     env_list += [{"name": k, "valueSource": {"secretKeyRef": {"secret": s, "version": "latest"}}}
                  for k, s in secrets.items()]
@@ -52,7 +59,7 @@ def _template(image: str, env: dict[str, str], secrets: dict[str, str], max_inst
                         "resources": {"limits": {"cpu": "1", "memory": "512Mi"}, "cpuIdle": True,
                                       "startupCpuBoost": True}}],
         "scaling": {"minInstanceCount": 0, "maxInstanceCount": max_instances},
-        "vpcAccess": {"connector": CONNECTOR, "egress": "PRIVATE_RANGES_ONLY"},
+        "vpcAccess": {"connector": CONNECTOR, "egress": egress},
         "timeout": "300s",
         "serviceAccount": sa,
         "maxInstanceRequestConcurrency": 80,
@@ -94,19 +101,39 @@ def _service(sim: Sim, name: str, templates: list[dict[str, Any]], split: list[i
 
 
 def default_world(sim: Sim) -> dict[str, Any]:
+    """The serverless world (RUNBOOK.md's broken staging, as really deployed)."""
+    return build_world(sim, "serverless")
+
+
+def build_world(sim: Sim, name: str = "serverless") -> dict[str, Any]:
+    """A built-in world by name (:data:`WORLDS`); 400 naming ``world`` otherwise."""
+    if name not in WORLDS:
+        raise invalid(f"world: '{name}' is not a built-in world; use one of {list(WORLDS)}.", "world")
     t0 = sim.now() - 30 * DAY
     w: dict[str, Any] = {api: {} for api in APIS}
     w["projects"] = [{"projectId": PROJECT, "projectNumber": NUMBER}]
     w["app"] = {
+        # startup_seconds: how long the container takes before its startup probe answers with
+        # healthy dependencies, plus startup_saturated_extra_seconds while the connector or
+        # Cloud SQL is saturated (seeds 002-004: 600-900 s starts during the outage). The
+        # backend's 300 s exceeds Cloud Run's default 240 s probe; its 720 s during the
+        # outage exceeds the longest probe Cloud Run allows (480 s). internet_egress_mbps:
+        # what the route sends to the internet, carried by the connector only with egress
+        # ALL_TRAFFIC.
         "routes": {
             "backend": {"service": BACKEND, "health_check": HC_BACKEND, "backend_service": BS_BACKEND,
-                        "paths": ["/health", "/health/database", "/ws"], "uses_database": True},
+                        "paths": ["/health", "/health/database", "/health/redis", "/ws"], "uses_database": True,
+                        "uses_redis": True, "startup_seconds": 300, "startup_saturated_extra_seconds": 420,
+                        "internet_egress_mbps": 250},
             "auth": {"service": AUTH, "health_check": HC_AUTH, "backend_service": BS_AUTH,
-                     "paths": ["/auth/health"], "uses_database": True},
+                     "paths": ["/auth/health"], "uses_database": True, "startup_seconds": 30,
+                     "internet_egress_mbps": 120},
         },
         "database": SQL,
+        "redis": REDIS,
         "model": {},
     }
+    w["dns"] = dict(world_lb.DNS)
 
     backend_env = {"ENVIRONMENT": "staging", "DATABASE_POOL_SIZE": "10", "DATABASE_MAX_OVERFLOW": "10",
                    "DATABASE_POOL_TIMEOUT": "30", "LOG_LEVEL": "info"}
@@ -121,7 +148,8 @@ def default_world(sim: Sim) -> dict[str, Any]:
                          {"ENVIRONMENT": "staging", "DATABASE_POOL_SIZE": "5", "DATABASE_MAX_OVERFLOW": "5"},
                          {"DATABASE_URL": "database-url", "JWT_SECRET_KEY": "jwt-secret-staging",
                           "OAUTH_CLIENT_ID": "oauth-client-id", "OAUTH_CLIENT_SECRET": "oauth-client-secret"},
-                         3, "netra-auth@netra-staging.iam.gserviceaccount.com")
+                         3, "netra-auth@netra-staging.iam.gserviceaccount.com",
+                         egress="ALL_TRAFFIC")  # seed 004: "auth-staging has incorrect VPC egress"
     for rec in _service(sim, BACKEND, backend_tpls, [50, 50], t0) + _service(sim, AUTH, [auth_tpl], [100], t0):
         w["run"][rec["name"]] = rec
 
@@ -154,28 +182,9 @@ def default_world(sim: Sim) -> dict[str, Any]:
     }
 
     created = sim.iso(t0)
-    for hc_key, path in ((HC_BACKEND, "/health"), (HC_AUTH, "/auth/health")):
-        w["compute"][hc_key] = {
-            "kind": "compute#healthCheck", "id": numeric_id(hc_key), "creationTimestamp": created,
-            "name": short(hc_key), "description": "", "checkIntervalSec": 5, "timeoutSec": 5,
-            "unhealthyThreshold": 2, "healthyThreshold": 2, "type": "HTTP",
-            "httpHealthCheck": {"port": 8080, "requestPath": path, "proxyHeader": "NONE",
-                                "portSpecification": "USE_FIXED_PORT"},
-            "selfLink": LINK + hc_key, "logConfig": {"enable": False},
-        }
-    for bs_key, hc_key, svc in ((BS_BACKEND, HC_BACKEND, "netra-backend-staging"), (BS_AUTH, HC_AUTH, "auth-staging")):
-        bs = {
-            "kind": "compute#backendService", "id": numeric_id(bs_key), "creationTimestamp": created,
-            "name": short(bs_key), "description": "", "selfLink": LINK + bs_key,
-            "backends": [{"group": f"{LINK}projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{svc}-neg",
-                          "balancingMode": "UTILIZATION", "capacityScaler": 1}],
-            "healthChecks": [LINK + hc_key], "timeoutSec": 30, "port": 80, "protocol": "HTTPS",
-            "portName": "http", "loadBalancingScheme": "EXTERNAL_MANAGED",
-            "connectionDraining": {"drainingTimeoutSec": 0}, "sessionAffinity": "NONE",
-            "affinityCookieTtlSec": 0, "enableCDN": False,
-        }
-        bs["fingerprint"] = fingerprint(bs)
-        w["compute"][bs_key] = bs
+    w["compute"] = world_lb.topology(PROJECT, REGION, created, name)
+    redis_name, redis_rec = world_lb.redis_instance(PROJECT, REGION, created)
+    w["redis"][redis_name] = redis_rec
     # The managed certificate staging-netrasystems-ai-cert is deliberately missing.
 
     for i, secret in enumerate(REQUIRED_SECRETS):
@@ -231,6 +240,10 @@ def load(sim: Sim, world: dict[str, Any]) -> None:
         sim.store.wipe_world()
         sim.store.meta_set("world:projects", world["projects"])
         sim.store.meta_set("world:app", world.get("app", {}))
+        dns = world.get("dns", {})
+        if not isinstance(dns, dict) or not all(isinstance(v, str) for v in dns.values()):
+            raise invalid("world: 'dns' must map host names to IPv4 addresses.", "dns")
+        sim.store.meta_set("world:dns", dns)
         for api in APIS:
             for name, rec in (world.get(api) or {}).items():
                 sim.store.put(api, name, _complete(sim, api, name, rec))
@@ -241,11 +254,14 @@ def load(sim: Sim, world: dict[str, Any]) -> None:
             if svc["_sim"]["revision_counter"] < top:
                 svc["_sim"]["revision_counter"] = top
                 sim.store.put("run", svc["name"], svc)
+        # Managed certificates already attached in this world may start provisioning.
+        certificates.reconcile(sim)
 
 
 def dump(sim: Sim) -> dict[str, Any]:
     resources = sim.store.all_resources()
-    out: dict[str, Any] = {"projects": sim.projects(), "app": sim.app_params()}
+    out: dict[str, Any] = {"projects": sim.projects(), "app": sim.app_params(),
+                           "dns": sim.store.meta_get("world:dns", {})}
     for api in APIS:
         out[api] = resources.get(api, {})
     return out

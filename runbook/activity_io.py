@@ -17,6 +17,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from runbook.diagnosis import (  # noqa: F401 - re-exported: one contract module
+    DiagnoseParams,
+    ConnectorState,
+    SqlInstanceState,
+    StartupProbe,
+    DEFAULT_STARTUP_PROBE,
+    TrafficSplit,
+    RunServiceState,
+    HealthCheckState,
+    BackendKind,
+    BackendServiceState,
+    LoadBalancerState,
+    HttpsProxyState,
+    RedisState,
+    CertificateState,
+    SecretState,
+    Diagnosis,
+)
+
 
 class StepOutcome(BaseModel):
     """What a step did: the state it replaced and the state it left."""
@@ -45,108 +64,6 @@ class CompensationInput(BaseModel):
     step_id: str
     params: dict[str, Any]
     outcome: StepOutcome
-
-
-# --- diagnose -------------------------------------------------------------------------
-
-
-class DiagnoseParams(BaseModel):
-    project: str
-    region: str
-    connector: str
-    sql_instance: str
-    run_services: list[str]
-    health_checks: list[str]
-    backend_services: list[str]
-    certificate: str
-    required_secrets: list[str]
-    alert_policy_names: list[str] = Field(default_factory=list)
-
-
-class ConnectorState(BaseModel):
-    name: str
-    state: str
-    machine_type: str
-    min_instances: int
-    max_instances: int
-
-
-class SqlInstanceState(BaseModel):
-    name: str
-    state: str
-    database_version: str
-    tier: str
-    flags: dict[str, str] = Field(default_factory=dict)
-    # What the API accepts, read at runtime (tiers.list, flags.list) for preflight.
-    available_tiers: list[str] = Field(default_factory=list)
-    max_connections_min: int | None = None
-    max_connections_max: int | None = None
-
-
-class TrafficSplit(BaseModel):
-    revision: str  # short revision name, or "LATEST"
-    percent: int
-
-
-class RunServiceState(BaseModel):
-    name: str
-    ready: bool
-    latest_ready_revision: str
-    latest_created_revision: str
-    revisions: list[str]
-    traffic: list[TrafficSplit]
-    env: dict[str, str] = Field(default_factory=dict)
-    cpu: str = ""
-    memory: str = ""
-    min_instances: int = 0
-    max_instances: int = 100
-    timeout_s: int = 300
-
-    def old_revisions(self) -> list[str]:
-        """Revisions nothing routes to: neither named in the traffic split nor the latest
-        ready one (which LATEST resolves to). What the cleanup step deletes."""
-        serving = {t.revision for t in self.traffic} | {self.latest_ready_revision}
-        return [r for r in self.revisions if r not in serving]
-
-
-class HealthCheckState(BaseModel):
-    name: str
-    check_interval_s: int
-    timeout_s: int
-    healthy_threshold: int
-    unhealthy_threshold: int
-    request_path: str = ""
-
-
-class BackendServiceState(BaseModel):
-    name: str
-    timeout_s: int
-
-
-class CertificateState(BaseModel):
-    name: str
-    exists: bool
-    status: str = ""
-    domains: list[str] = Field(default_factory=list)
-
-
-class SecretState(BaseModel):
-    name: str
-    exists: bool
-    latest_state: str = ""  # ENABLED | DISABLED | DESTROYED | "" when missing
-
-
-class Diagnosis(BaseModel):
-    """Read-only snapshot of every target, taken before anything changes."""
-
-    connector: ConnectorState
-    sql: SqlInstanceState
-    run_services: list[RunServiceState]
-    health_checks: list[HealthCheckState]
-    backend_services: list[BackendServiceState]
-    certificate: CertificateState
-    secrets: list[SecretState]
-    alert_policies: list[str] = Field(default_factory=list)
 
 
 # --- phase 1 --------------------------------------------------------------------------
@@ -181,6 +98,10 @@ class DeployRevisionParams(BaseModel):
     min_instances: int | None = None
     max_instances: int | None = None
     timeout_s: int | None = None
+    startup_probe: StartupProbe | None = None
+    # template.vpcAccess: connector short name (in the service's project/region) and egress.
+    vpc_connector: str | None = None
+    vpc_egress: Literal["ALL_TRAFFIC", "PRIVATE_RANGES_ONLY"] | None = None
 
 
 class RouteTrafficParams(BaseModel):
@@ -203,6 +124,17 @@ class VerifyInfrastructureParams(BaseModel):
     # last 5 minutes: fail at or above these fractions.
     max_connector_utilisation: float = 0.70
     max_db_connection_use: float = 0.75
+
+
+class CheckRedisParams(BaseModel):
+    """Read-only: the Memorystore instance is READY and reachable from each service, i.e.
+    the services' connector sits on the instance's authorized network."""
+
+    project: str
+    region: str
+    instance: str
+    connector: str
+    services: list[str]
 
 
 # --- phase 2 --------------------------------------------------------------------------
@@ -243,6 +175,9 @@ class AlertPolicyParams(BaseModel):
     severity: Literal["CRITICAL", "ERROR", "WARNING"] = "WARNING"
     documentation: str = ""
     notification_channel_type: str | None = "email"
+    # Must fit the metric's kind and value type (GCP_FIDELITY A4): ALIGN_RATE for a DELTA
+    # count, ALIGN_PERCENTILE_99 for a DISTRIBUTION, ALIGN_MEAN for a GAUGE number.
+    aligner: str = "ALIGN_MEAN"
 
 
 class CertificateParams(BaseModel):
@@ -251,6 +186,9 @@ class CertificateParams(BaseModel):
     domains: list[str]
     # How long the activity waits for PROVISIONING -> ACTIVE before giving up.
     wait_active_s: int = 1800
+    # Attach the certificate to this target HTTPS proxy (keeping the certificates already
+    # there): Google provisions a managed certificate only once a load balancer serves it.
+    target_https_proxy: str | None = None
 
 
 # --- phase 4 --------------------------------------------------------------------------

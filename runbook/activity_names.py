@@ -15,6 +15,7 @@ DEPLOY_REVISION = "deploy_revision"
 ROUTE_TRAFFIC_TO_LATEST = "route_traffic_to_latest"
 RESTORE_SERVICE = "restore_service"
 VERIFY_INFRASTRUCTURE = "verify_infrastructure"
+CHECK_REDIS = "check_redis"
 
 # Phase 2: application configuration
 CONFIGURE_HEALTH_CHECK = "configure_health_check"

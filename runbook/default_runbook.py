@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from runbook import activity_names as act
 from runbook.activity_io import (
-    AlertPolicyParams,
     DiagnoseParams,
     BackendServiceTimeoutParams,
     CertificateParams,
+    CheckRedisParams,
     CheckSecretsParams,
     DeleteOldRevisionsParams,
     DeployRevisionParams,
@@ -32,7 +32,15 @@ from runbook.definition import (
     SoakSpec,
     StepSpec,
 )
+from runbook.alert_policies import alert_policies
 from runbook.request import RemediationRequest
+
+# The workflow.patched() id of the steps added for fidelity to real Google Cloud (the auth
+# service's VPC access, the Redis check and probe): histories recorded before them replay
+# without them.
+GCP_FIDELITY_PATCH = "gcp-fidelity-1"
+# RUNBOOK.md's backend-service timeout where Google lets one be set (not serverless NEGs).
+DEFAULT_BACKEND_SERVICE_TIMEOUT_S = 600
 
 PHASE_TITLES = {
     1: "Infrastructure emergency response",
@@ -52,11 +60,12 @@ SUCCESS_CRITERIA = {
         "VPC connector READY and under 70% utilisation",
         "Cloud SQL connection use under 75%, responses under 2 s",
         "one revision serving 100% of traffic",
+        "every service on the target connector with the intended egress; Redis READY on its network",
     ],
-    2: ["configuration validated", "new revision ready, no startup errors",
+    2: ["configuration validated", "new revision ready within its startup probe, no startup errors",
         "all required secrets exist with an enabled latest version"],
-    3: ["alert policies exist", "managed certificate ACTIVE for every domain"],
-    4: ["health endpoints 200 within 5 s", "database health within 2 s",
+    3: ["alert policies exist", "managed certificate attached to the HTTPS proxy and ACTIVE for every domain"],
+    4: ["health endpoints 200 within 5 s", "database and Redis health within 2 s",
         "WebSocket connects and authenticates", "zero 503 for the soak window, error rate < 1%"],
 }
 
@@ -88,7 +97,10 @@ def _phase(req: RemediationRequest, number: int, steps: list[StepSpec], **extra)
 
 def _phase_1(req: RemediationRequest) -> list[StepSpec]:
     t, d = req.targets, req.desired
-    return [
+    flags = {} if d.sql_max_connections is None else {"max_connections": str(d.sql_max_connections)}
+    sql_summary = (f"max_connections {d.sql_max_connections}" if flags
+                   else "max_connections left at the tier's default")
+    steps = [
         StepSpec(
             id="scale-connector", activity=act.SCALE_CONNECTOR, reversible=False,
             parallel_group="infra",
@@ -102,21 +114,33 @@ def _phase_1(req: RemediationRequest) -> list[StepSpec]:
         StepSpec(
             id="expand-sql", activity=act.EXPAND_SQL, compensation=act.RESTORE_SQL,
             parallel_group="infra",
-            summary=(f"Expand Cloud SQL {t.sql_instance}: tier {d.sql_tier}, "
-                     f"max_connections {d.sql_max_connections}"),
+            summary=f"Expand Cloud SQL {t.sql_instance}: tier {d.sql_tier}, {sql_summary}",
             params=ExpandSqlParams(
                 project=t.project, instance=t.sql_instance, tier=d.sql_tier,
-                flags={"max_connections": str(d.sql_max_connections)}).model_dump(),
+                flags=flags).model_dump(),
             # Only one admin operation per instance: 409 operationInProgress is retried.
             retry=RetrySpec(initial_interval_s=5, maximum_interval_s=60, maximum_attempts=10),
         ),
         StepSpec(
+            id="vpc-access-auth", activity=act.DEPLOY_REVISION, compensation=act.RESTORE_SERVICE,
+            since_patch=GCP_FIDELITY_PATCH,
+            summary=f"{t.auth_service}: VPC access through {t.connector}, egress {d.service_vpc_egress}",
+            params=DeployRevisionParams(project=t.project, region=t.region, service=t.auth_service,
+                                        vpc_connector=t.connector,
+                                        vpc_egress=d.service_vpc_egress).model_dump(),
+        ),
+        StepSpec(
             id="deploy-incident-env", activity=act.DEPLOY_REVISION,
             compensation=act.RESTORE_SERVICE,
-            summary=f"Deploy incident env vars to {t.backend_service} "
-                    f"({', '.join(sorted(d.incident_env))})",
+            summary=(f"Deploy incident env vars to {t.backend_service} "
+                     f"({', '.join(sorted(d.incident_env))}), startup probe tolerating "
+                     f"{d.startup_probe.probe().window_s()}s, VPC access through {t.connector} "
+                     f"egress {d.service_vpc_egress}"),
             params=DeployRevisionParams(project=t.project, region=t.region,
-                                        service=t.backend_service, env=d.incident_env).model_dump(),
+                                        service=t.backend_service, env=d.incident_env,
+                                        startup_probe=d.startup_probe.probe(),
+                                        vpc_connector=t.connector,
+                                        vpc_egress=d.service_vpc_egress).model_dump(),
         ),
         StepSpec(
             id="route-traffic", activity=act.ROUTE_TRAFFIC_TO_LATEST,
@@ -139,6 +163,17 @@ def _phase_1(req: RemediationRequest) -> list[StepSpec]:
             retry=_PROBE_RETRY,
         ),
     ]
+    if t.redis_instance:
+        steps.append(StepSpec(
+            id="check-redis", activity=act.CHECK_REDIS, kind="read", since_patch=GCP_FIDELITY_PATCH,
+            summary=(f"Check Memorystore {t.redis_instance} READY and reachable from "
+                     f"{t.backend_service}, {t.auth_service} through {t.connector}"),
+            params=CheckRedisParams(project=t.project, region=t.region, instance=t.redis_instance,
+                                    connector=t.connector,
+                                    services=[t.backend_service, t.auth_service]).model_dump(),
+            retry=_PROBE_RETRY,
+        ))
+    return steps
 
 
 def _phase_2(req: RemediationRequest) -> list[StepSpec]:
@@ -153,7 +188,7 @@ def _phase_2(req: RemediationRequest) -> list[StepSpec]:
                 project=t.project, region=t.region, service=t.backend_service,
                 env=d.backend_env, cpu=d.backend_cpu, memory=d.backend_memory,
                 min_instances=d.backend_min_instances, max_instances=d.backend_max_instances,
-                timeout_s=d.backend_timeout_s).model_dump(),
+                timeout_s=d.backend_timeout_s, startup_probe=d.startup_probe.probe()).model_dump(),
         ),
     ]
     for hc in t.health_checks:
@@ -169,14 +204,14 @@ def _phase_2(req: RemediationRequest) -> list[StepSpec]:
                 healthy_threshold=d.health_check_healthy_threshold,
                 unhealthy_threshold=d.health_check_unhealthy_threshold).model_dump(),
         ))
+    timeout_s = d.backend_service_timeout_s or DEFAULT_BACKEND_SERVICE_TIMEOUT_S
     for bs in t.backend_services:
         steps.append(StepSpec(
             id=f"backend-timeout-{bs}", activity=act.SET_BACKEND_SERVICE_TIMEOUT,
             compensation=act.RESTORE_BACKEND_SERVICE, parallel_group="load-balancer",
-            summary=f"Backend service {bs}: timeout {d.backend_service_timeout_s}s",
+            summary=f"Backend service {bs}: timeout {timeout_s}s",
             params=BackendServiceTimeoutParams(
-                project=t.project, backend_service=bs,
-                timeout_s=d.backend_service_timeout_s).model_dump(),
+                project=t.project, backend_service=bs, timeout_s=timeout_s).model_dump(),
         ))
     steps.append(StepSpec(
         id="check-secrets", activity=act.CHECK_SECRETS, kind="read",
@@ -187,33 +222,8 @@ def _phase_2(req: RemediationRequest) -> list[StepSpec]:
     return steps
 
 
-def _alert_policies(req: RemediationRequest) -> list[AlertPolicyParams]:
-    t = req.targets
-    run_requests = ('metric.type="run.googleapis.com/request_count" AND '
-                    f'resource.type="cloud_run_revision" AND resource.label.service_name="{t.backend_service}"')
-    connector_util = ('metric.type="vpcaccess.googleapis.com/connector/cpu/utilizations" AND '
-                      f'resource.type="vpc_access_connector" AND resource.label.connector_name="{t.connector}"')
-    # Emitted by the application (database_timeout_config); a custom metric by design.
-    db_connect = ('metric.type="custom.googleapis.com/database/connection_time_seconds" AND '
-                  f'resource.type="cloud_run_revision" AND resource.label.service_name="{t.backend_service}"')
-    p = t.project
-    return [
-        AlertPolicyParams(project=p, display_name=f"[{req.incident_id}] {t.backend_service} HTTP 5xx ratio > 10%",
-                          metric_filter=run_requests + ' AND metric.label.response_code_class="5xx"',
-                          denominator_filter=run_requests, threshold=0.10, severity="ERROR"),
-        AlertPolicyParams(project=p, display_name=f"[{req.incident_id}] {t.connector} utilisation > 80%",
-                          metric_filter=connector_util, threshold=0.80, severity="WARNING"),
-        AlertPolicyParams(project=p, display_name=f"[{req.incident_id}] {t.connector} utilisation > 90%",
-                          metric_filter=connector_util, threshold=0.90, severity="CRITICAL"),
-        AlertPolicyParams(project=p, display_name=f"[{req.incident_id}] DB connection time > 60s",
-                          metric_filter=db_connect, threshold=60, severity="WARNING"),
-        AlertPolicyParams(project=p, display_name=f"[{req.incident_id}] DB connection time > 90s",
-                          metric_filter=db_connect, threshold=90, severity="CRITICAL"),
-    ]
-
-
 def alert_policy_names(req: RemediationRequest) -> list[str]:
-    return [p.display_name for p in _alert_policies(req)]
+    return [p.display_name for p in alert_policies(req)]
 
 
 def diagnose_params(req: RemediationRequest) -> DiagnoseParams:
@@ -223,7 +233,8 @@ def diagnose_params(req: RemediationRequest) -> DiagnoseParams:
         project=t.project, region=t.region, connector=t.connector, sql_instance=t.sql_instance,
         run_services=[t.backend_service, t.auth_service], health_checks=list(t.health_checks),
         backend_services=t.backend_services, certificate=t.certificate,
-        required_secrets=t.required_secrets, alert_policy_names=alert_policy_names(req))
+        required_secrets=t.required_secrets, alert_policy_names=alert_policy_names(req),
+        https_proxy=t.https_proxy, redis_instance=t.redis_instance)
 
 
 def _phase_3(req: RemediationRequest) -> list[StepSpec]:
@@ -234,15 +245,17 @@ def _phase_3(req: RemediationRequest) -> list[StepSpec]:
             compensation=act.DELETE_ALERT_POLICY, parallel_group="alerts",
             summary=f"Ensure alert policy '{p.display_name}'", params=p.model_dump(),
         )
-        for i, p in enumerate(_alert_policies(req))
+        for i, p in enumerate(alert_policies(req))
     ]
     steps.append(StepSpec(
         id="ensure-certificate", activity=act.ENSURE_CERTIFICATE,
         compensation=act.DELETE_CERTIFICATE,
-        summary=f"Ensure managed certificate {t.certificate} ACTIVE for {', '.join(t.certificate_domains)}",
+        summary=(f"Ensure managed certificate {t.certificate} for {', '.join(t.certificate_domains)}, "
+                 f"attached to {t.https_proxy} beside its current certificates, and ACTIVE"),
         params=CertificateParams(project=t.project, certificate=t.certificate,
                                  domains=t.certificate_domains,
-                                 wait_active_s=req.budgets.phase_3_s).model_dump(),
+                                 wait_active_s=req.budgets.phase_3_s,
+                                 target_https_proxy=t.https_proxy).model_dump(),
         start_to_close_s=req.budgets.phase_3_s + 300,
     ))
     return steps
@@ -261,6 +274,13 @@ def _phase_4(req: RemediationRequest) -> list[StepSpec]:
                  params=ProbeParams(base_url=url, path=path, max_latency_ms=ms).model_dump())
         for sid, summary, path, ms in probes
     ]
+    if req.targets.redis_instance:
+        steps.append(StepSpec(
+            id="probe-redis-health", activity=act.PROBE_HEALTH, kind="probe",
+            parallel_group="probes", since_patch=GCP_FIDELITY_PATCH,
+            summary="Redis health answers within 2 s", retry=_PROBE_RETRY, start_to_close_s=60,
+            heartbeat_s=None,
+            params=ProbeParams(base_url=url, path="/health/redis", max_latency_ms=2000).model_dump()))
     steps.append(StepSpec(
         id="probe-websocket", activity=act.PROBE_WEBSOCKET, kind="probe", parallel_group="probes",
         summary="WebSocket connects and authenticates", retry=_PROBE_RETRY,

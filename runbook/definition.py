@@ -41,6 +41,9 @@ class StepSpec(BaseModel):
     # Short: cancellation reaches an activity only on a heartbeat (throttled to 0.8x this),
     # and a dead worker is noticed after this long.
     heartbeat_s: int | None = 10
+    # Steps added to the runbook after runs were already recorded: the workflow runs them
+    # only where ``workflow.patched(since_patch)`` holds, so older histories still replay.
+    since_patch: str | None = None
 
     @property
     def start_to_close(self) -> timedelta:

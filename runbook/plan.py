@@ -13,9 +13,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from runbook import activity_names as act
-from runbook.activity_io import Diagnosis, RunServiceState
+from runbook.activity_io import DEFAULT_STARTUP_PROBE, Diagnosis, RunServiceState, StartupProbe
+from runbook.alert_policies import DB_CONNECTION_TIME_NOTE
+from runbook.applicability import NotApplicable, not_applicable, serverless_backends
+from runbook.cloud_sql_limits import default_max_connections, postgres_tier_problem
 from runbook.definition import Runbook, StepSpec
-from runbook.request import FieldProblem, RemediationRequest
+from runbook.request import STARTUP_WINDOW_MAX_S, FieldProblem, RemediationRequest
 
 
 class PlannedChange(BaseModel):
@@ -37,19 +40,33 @@ class Plan(BaseModel):
     problems: list[PreflightProblem] = Field(default_factory=list)
     # Facts worth knowing at the gate that do not block the run (phase checks enforce them).
     warnings: list[str] = Field(default_factory=list)
+    # Steps Google Cloud would refuse or ignore on this topology: shown, not attempted.
+    not_applicable: list[NotApplicable] = Field(default_factory=list)
     digest: str = ""
 
     def compute_digest(self) -> str:
-        body = json.dumps(
-            {"changes": [c.model_dump(mode="json") for c in self.changes],
-             "problems": [p.model_dump(mode="json") for p in self.problems]},
-            sort_keys=True, separators=(",", ":"), default=str,
-        )
+        content = {"changes": [c.model_dump(mode="json") for c in self.changes],
+                   "problems": [p.model_dump(mode="json") for p in self.problems]}
+        if self.not_applicable:  # absent from plans made before it existed: same digest
+            content["not_applicable"] = [n.model_dump(mode="json") for n in self.not_applicable]
+        body = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 def _service(diag: Diagnosis, name: str) -> RunServiceState | None:
     return next((s for s in diag.run_services if s.name == name), None)
+
+
+def probe_view(probe: StartupProbe | dict | None) -> dict[str, Any]:
+    """A startup probe as the plan shows it: what it checks and how long it lets a start take."""
+    if probe is None:
+        probe, label = DEFAULT_STARTUP_PROBE, "Cloud Run default (TCP)"
+    else:
+        probe = StartupProbe.model_validate(probe)
+        label = f"HTTP GET {probe.path}" if probe.path else "TCP"
+    return {"check": label, "window_s": probe.window_s(), "period_s": probe.period_s,
+            "failure_threshold": probe.failure_threshold,
+            "initial_delay_s": probe.initial_delay_s, "timeout_s": probe.timeout_s}
 
 
 def _changes_for(step: StepSpec, diag: Diagnosis) -> list[PlannedChange]:
@@ -81,6 +98,13 @@ def _changes_for(step: StepSpec, diag: Diagnosis) -> list[PlannedChange]:
                                    ("timeout_s", svc.timeout_s)):
                 if p.get(field) is not None:
                     add(svc.name, field, current, p[field])
+            if p.get("startup_probe") is not None:
+                add(svc.name, "startupProbe", probe_view(svc.startup_probe),
+                    probe_view(p["startup_probe"]))
+            if p.get("vpc_connector") is not None and diag.topology_read:
+                add(svc.name, "vpcAccess.connector", svc.vpc_connector or None, p["vpc_connector"])
+            if p.get("vpc_egress") is not None and diag.topology_read:
+                add(svc.name, "vpcAccess.egress", svc.vpc_egress or None, p["vpc_egress"])
     elif step.activity == act.ROUTE_TRAFFIC_TO_LATEST:
         svc = _service(diag, p["service"])
         if svc is not None:
@@ -104,6 +128,12 @@ def _changes_for(step: StepSpec, diag: Diagnosis) -> list[PlannedChange]:
         cert = diag.certificate
         if not cert.exists:
             add(cert.name, "sslCertificate", None, {"domains": p["domains"]})
+        proxy = diag.https_proxy
+        if p.get("target_https_proxy") and proxy is not None and proxy.exists:
+            # Attached beside the certificates already served, so no client loses its cert.
+            attached = proxy.certificates if cert.name in proxy.certificates \
+                else [*proxy.certificates, cert.name]
+            add(proxy.name, "sslCertificates", proxy.certificates, attached)
     elif step.activity == act.DELETE_OLD_REVISIONS:
         svc = _service(diag, p["service"])
         if svc is not None:
@@ -135,15 +165,19 @@ def _preflight(req: RemediationRequest, diag: Diagnosis) -> tuple[list[Preflight
         problems.append(PreflightProblem(field="targets.connector",
                                          reason=f"connector {c.name} is {c.state}, not READY"))
     sql = diag.sql
-    if sql.available_tiers and d.sql_tier not in sql.available_tiers:
-        problems.append(PreflightProblem(
-            field="desired.sql_tier",
-            reason=f"{d.sql_tier} is not offered for project {req.targets.project}"))
+    # Custom tiers are checked by the documented rule (request validation), not against
+    # tiers.list, whose contents per project are unverified (GCP_FIDELITY A9).
+    if sql.database_version.startswith("POSTGRES"):
+        tier_problem = postgres_tier_problem(d.sql_tier, sql.edition)
+        if tier_problem:
+            problems.append(PreflightProblem(field="desired.sql_tier", reason=tier_problem))
     lo, hi = sql.max_connections_min, sql.max_connections_max
-    if lo is not None and d.sql_max_connections < lo or hi is not None and d.sql_max_connections > hi:
+    wanted = d.sql_max_connections
+    if wanted is not None and (lo is not None and wanted < lo or hi is not None and wanted > hi):
         problems.append(PreflightProblem(
             field="desired.sql_max_connections",
             reason=f"max_connections must be within {lo}..{hi} for {sql.database_version}"))
+    warnings.extend(_max_connections_warnings(req, diag))
     if sql.state in ("FAILED", "SUSPENDED", "PENDING_DELETE"):
         problems.append(PreflightProblem(field="targets.sql_instance",
                                          reason=f"instance {sql.name} is {sql.state}"))
@@ -159,6 +193,17 @@ def _preflight(req: RemediationRequest, diag: Diagnosis) -> tuple[list[Preflight
             field="targets.certificate_domains",
             reason=f"certificate {cert.name} exists for {cert.domains}; a managed certificate's "
                    "domains cannot be changed in place"))
+    problems.extend(_load_balancer_problems(req, diag))
+    warnings.extend(_topology_warnings(req, diag))
+    warnings.append(DB_CONNECTION_TIME_NOTE)
+    warnings.append(
+        f"the seeds report 600-900 s backend starts during the outage; no Cloud Run startup "
+        f"probe tolerates more than {STARTUP_WINDOW_MAX_S} s (initialDelaySeconds <= 240 plus "
+        f"failureThreshold x periodSeconds <= 240). The runbook deploys a probe of "
+        f"{req.desired.startup_probe.probe().window_s()} s after phase 1 has scaled the "
+        "connector and Cloud SQL, which shortens a start that waits on them; a start still "
+        "longer fails the new revision (traffic stays on the old one) and the application "
+        "must start faster (lazy initialisation, startup CPU boost)")
     bad = [s.name for s in diag.secrets if not s.exists or s.latest_state != "ENABLED"]
     if bad:
         warnings.append("secrets missing or without an enabled latest version (phase 2 will "
@@ -166,14 +211,83 @@ def _preflight(req: RemediationRequest, diag: Diagnosis) -> tuple[list[Preflight
     return problems, warnings
 
 
+def _max_connections_warnings(req: RemediationRequest, diag: Diagnosis) -> list[str]:
+    """GCP_FIDELITY A8: max_connections below the new tier's default lowers the limit."""
+    d, sql = req.desired, diag.sql
+    default = default_max_connections(d.sql_tier)
+    if default is None:
+        return []
+    if d.sql_max_connections is not None and d.sql_max_connections < default:
+        return [f"desired.sql_max_connections {d.sql_max_connections} is LOWER than the default "
+                f"of tier {d.sql_tier} ({default}): setting it lowers the connection limit; "
+                "leave it unset to keep the tier's default"]
+    current = sql.flags.get("max_connections")
+    if d.sql_max_connections is None and current and current.isdigit() and int(current) < default:
+        return [f"{sql.name} has max_connections={current} set, below the default of tier "
+                f"{d.sql_tier} ({default}); the flag stays unless desired.sql_max_connections "
+                "is set"]
+    return []
+
+
+def _load_balancer_problems(req: RemediationRequest, diag: Diagnosis) -> list[PreflightProblem]:
+    if not diag.topology_read:
+        return []
+    problems = []
+    serverless = serverless_backends(diag)
+    asked = req.desired.backend_service_timeout_s
+    targeted = [b for b in req.targets.backend_services if b in serverless]
+    if asked is not None and targeted:
+        problems.append(PreflightProblem(
+            field="desired.backend_service_timeout_s",
+            reason=(f"{', '.join(targeted)} {'is' if len(targeted) == 1 else 'are'} served by "
+                    "serverless NEGs: Google refuses timeoutSec there with 400 'Timeout sec is "
+                    "not supported for a backend service with Serverless network endpoint "
+                    "groups' (the timeout is fixed at 60 minutes); remove the field, or set "
+                    "desired.backend_timeout_s (Cloud Run's request timeout) instead")))
+    proxy = diag.https_proxy
+    if proxy is not None and not proxy.exists:
+        problems.append(PreflightProblem(
+            field="targets.https_proxy",
+            reason=f"target HTTPS proxy {proxy.name} not found: the managed certificate can only "
+                   "provision once a load balancer's HTTPS proxy serves it"))
+    redis = diag.redis
+    if redis is not None and not redis.exists:
+        problems.append(PreflightProblem(field="targets.redis_instance",
+                                         reason=f"Memorystore instance {redis.name} not found"))
+    return problems
+
+
+def _topology_warnings(req: RemediationRequest, diag: Diagnosis) -> list[str]:
+    if not diag.topology_read:
+        return []
+    out = []
+    serverless = serverless_backends(diag)
+    if serverless:
+        out.append(f"{', '.join(serverless)}: serverless NEG backends. Load-balancer health checks "
+                   "and backend timeouts do not apply (shown as not applicable); the Cloud Run "
+                   "startup probe governs readiness of new revisions")
+    redis = diag.redis
+    if redis is not None and redis.exists and diag.connector_network and             redis.authorized_network and redis.authorized_network != diag.connector_network:
+        out.append(f"Memorystore {redis.name} is on network {redis.authorized_network} but "
+                   f"connector {diag.connector.name} is on {diag.connector_network}: the "
+                   "services cannot reach it (check-redis will fail)")
+    return out
+
+
 def build_plan(req: RemediationRequest, book: Runbook, diag: Diagnosis) -> Plan:
     changes: list[PlannedChange] = []
+    skipped: list[NotApplicable] = []
     for phase in book.phases:
         for step in phase.steps:
-            if step.kind == "mutate":
-                changes.extend(_changes_for(step, diag))
+            if step.kind != "mutate":
+                continue
+            na = not_applicable(step, diag)
+            if na is not None:
+                skipped.append(na)
+                continue
+            changes.extend(_changes_for(step, diag))
     changes.extend(_changes_for(book.cleanup.step, diag))
     problems, warnings = _preflight(req, diag)
-    plan = Plan(changes=changes, problems=problems, warnings=warnings)
+    plan = Plan(changes=changes, problems=problems, warnings=warnings, not_applicable=skipped)
     plan.digest = plan.compute_digest()
     return plan

@@ -9,11 +9,11 @@ checked by the plan's preflight instead.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from runbook.activity_io import NotificationChannel
+from runbook.activity_io import NotificationChannel, StartupProbe
 from runbook.credentials import looks_like_credential
 
 CONNECTOR_MACHINE_TYPES = ("e2-micro", "f1-micro", "e2-standard-4")
@@ -72,6 +72,11 @@ class Targets(_Strict):
         default_factory=lambda: ["staging-backend-service", "staging-auth-service"]
     )
     certificate: str = "staging-netrasystems-ai-cert"
+    # The load balancer's target HTTPS proxy: the certificate is attached to it (seed 004
+    # §3.4), and its URL map tells which backend services are serverless.
+    https_proxy: str = "staging-https-proxy"
+    # Memorystore for Redis instance the services reach through the connector; None: none.
+    redis_instance: str | None = "staging-redis"
     certificate_domains: list[str] = Field(
         default_factory=lambda: ["staging.netrasystems.ai", "api-staging.netrasystems.ai"]
     )
@@ -87,7 +92,7 @@ class Targets(_Strict):
     app_url: str | None = None
 
     @field_validator("project", "region", "connector", "sql_instance", "backend_service",
-                     "auth_service", "certificate")
+                     "auth_service", "certificate", "https_proxy")
     @classmethod
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
@@ -102,6 +107,70 @@ class Targets(_Strict):
         return v
 
 
+def cloud_run_memory_problem(cpu: str, memory: str) -> str | None:
+    """Why Cloud Run refuses this cpu/memory pair (GCP_FIDELITY A6), or None.
+
+    Source: Cloud Run "Configure memory limits" / "CPU limits" tables (second-generation
+    execution environment: at least 512 MiB). Cloud Run answers 400 INVALID_ARGUMENT
+    naming ``limits.memory``; checking here refuses the request before anything runs.
+    """
+    mib = memory_mib(memory)
+    bounds = {"1": (512, 4096), "2": (512, 8192), "4": (2048, 16384), "8": (4096, 32768)}
+    lo, hi = bounds.get(cpu, (512, 32768))
+    if not lo <= mib <= hi:
+        return (f"for {cpu} CPU, Cloud Run needs memory between {lo}Mi and {hi // 1024}Gi "
+                f"inclusive (second generation); {memory} is outside")
+    return None
+
+
+# Cloud Run caps a startup probe's failureThreshold x periodSeconds at 240 s, and its
+# initialDelaySeconds at 240 s: no probe tolerates a start longer than 480 s. Sources: the
+# jobs and worker-pools health-check pages state the 240 s cap; for services, a public
+# report (PolicyEngine/policyengine-api#3764) measured both caps. run_v2 Probe: period and
+# initial delay at most 240 for a startup probe, timeout not above the period.
+STARTUP_THRESHOLD_WINDOW_MAX_S = 240
+STARTUP_INITIAL_DELAY_MAX_S = 240
+STARTUP_WINDOW_MAX_S = STARTUP_INITIAL_DELAY_MAX_S + STARTUP_THRESHOLD_WINDOW_MAX_S
+
+
+class StartupProbePolicy(_Strict):
+    """The Cloud Run startup probe the runbook deploys. The default is the longest window
+    Cloud Run allows (240 s delay + 24 x 10 s): the seeds report 600-900 s starts during
+    the outage, which no probe can tolerate; phase 1 fixes the connector and Cloud SQL
+    first, which is what shortens a start that waits on them. The cost of the delay: no
+    new instance serves before 240 s, so scale-out is slower."""
+
+    path: str | None = "/health"
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    initial_delay_s: Annotated[int, Field(ge=0, le=STARTUP_INITIAL_DELAY_MAX_S)] = 240
+    period_s: Annotated[int, Field(ge=1, le=240)] = 10
+    timeout_s: Annotated[int, Field(ge=1, le=240)] = 5
+    failure_threshold: Annotated[int, Field(ge=1)] = 24
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError("must start with / (or be null for a TCP probe)")
+        return v
+
+    @model_validator(mode="after")
+    def _cloud_run_limits(self) -> "StartupProbePolicy":
+        if self.timeout_s > self.period_s:
+            raise ValueError(f"timeout_s ({self.timeout_s}) may not exceed period_s ({self.period_s})")
+        window = self.failure_threshold * self.period_s
+        if window > STARTUP_THRESHOLD_WINDOW_MAX_S:
+            raise ValueError(
+                f"failure_threshold x period_s is {window}s; Cloud Run allows at most "
+                f"{STARTUP_THRESHOLD_WINDOW_MAX_S}s (with initial_delay_s up to "
+                f"{STARTUP_INITIAL_DELAY_MAX_S}s, no probe tolerates a start over "
+                f"{STARTUP_WINDOW_MAX_S}s)")
+        return self
+
+    def probe(self) -> StartupProbe:
+        return StartupProbe(**self.model_dump())
+
+
 class DesiredState(_Strict):
     # VPC connector (documented: min 2-9, max 3-10, min < max).
     connector_machine_type: str = "e2-standard-4"
@@ -109,7 +178,10 @@ class DesiredState(_Strict):
     connector_max_instances: int = 10
     # Cloud SQL.
     sql_tier: str = "db-custom-2-7680"
-    sql_max_connections: Annotated[int, Field(ge=14, le=262143)] = 300
+    # None keeps the new tier's default (400 for db-custom-2-7680, GCP_FIDELITY A8): the
+    # seeds' 300 would LOWER the limit it meant to raise. A value lower than the tier's
+    # default is allowed but warned about at the gate.
+    sql_max_connections: Annotated[int, Field(ge=14, le=262143)] | None = None
     # Phase 1: incident env vars (extended timeouts for VPC connector latency).
     incident_env: dict[str, str] = Field(
         default_factory=lambda: {
@@ -131,12 +203,23 @@ class DesiredState(_Strict):
     backend_min_instances: Annotated[int, Field(ge=0, le=1000)] = 2
     backend_max_instances: Annotated[int, Field(ge=1, le=1000)] = 15
     backend_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 900
+    # Seeds 002/003/004: the backend needs 600-900 s to start during the outage. Behind a
+    # serverless NEG the load balancer has no health checks; this probe decides readiness
+    # (GCP_FIDELITY A2), up to Cloud Run's 480 s maximum.
+    startup_probe: StartupProbePolicy = Field(default_factory=StartupProbePolicy)
+    # Each service's template.vpcAccess: the target connector with this egress (seed 004:
+    # "incorrect VPC connector / egress"). PRIVATE_RANGES_ONLY sends Cloud SQL and Redis
+    # (private IPs) through the connector and keeps internet traffic off it.
+    service_vpc_egress: Literal["PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"] = "PRIVATE_RANGES_ONLY"
     # Load balancer.
     health_check_interval_s: Annotated[int, Field(ge=1, le=300)] = 30
     health_check_timeout_s: Annotated[int, Field(ge=1, le=300)] = 30
     health_check_healthy_threshold: Annotated[int, Field(ge=1, le=10)] = 2
     health_check_unhealthy_threshold: Annotated[int, Field(ge=1, le=10)] = 5
-    backend_service_timeout_s: Annotated[int, Field(ge=1, le=2147483647)] = 600
+    # None: 600 s where the backend service takes a timeout, and nothing on a serverless
+    # backend (Google fixes it at 60 min and refuses timeoutSec, GCP_FIDELITY A1). A
+    # value set here on a serverless backend is refused at preflight.
+    backend_service_timeout_s: Annotated[int, Field(ge=1, le=2147483647)] | None = None
 
     @field_validator("incident_env", "backend_env")
     @classmethod
@@ -199,8 +282,9 @@ class DesiredState(_Strict):
             )
         if self.backend_min_instances > self.backend_max_instances:
             problems.append("backend_min_instances may not exceed backend_max_instances")
-        if int(self.backend_cpu) >= 4 and memory_mib(self.backend_memory) < 2048:
-            problems.append("backend_memory must be at least 2Gi when backend_cpu is 4 or more")
+        memory_problem = cloud_run_memory_problem(self.backend_cpu, self.backend_memory)
+        if memory_problem:
+            problems.append(f"backend_memory: {memory_problem}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

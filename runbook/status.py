@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from runbook.iac_followup import IacFollowUp
 from runbook.plan import Plan
 
 
@@ -181,3 +182,5 @@ class RemediationReport(BaseModel):
     escalations: list[Escalation] = Field(default_factory=list)
     revisions_left_in_place: list[str] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)
+    # For every change still in force: the Terraform edit that keeps it on the next apply.
+    iac_followup: list[IacFollowUp] = Field(default_factory=list)

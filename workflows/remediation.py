@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyParams,
         StepOutcome,
     )
-    from runbook.default_runbook import build_runbook
+    from runbook.default_runbook import GCP_FIDELITY_PATCH, build_runbook
     from runbook.definition import GateSpec, PhaseSpec, RetrySpec, StepSpec
     from runbook.messages import (
         QUERY_STATUS,
@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.current_details import render_current_details
     from workflows.gate_rules import approval_problem, rejection_problem
     from workflows.report import build_report
+    from workflows.step_selection import skip_reason
 
 class _Stop(Exception):
     """A decision (reject, abort, gate timeout) that ends the run with a rollback."""
@@ -189,6 +190,9 @@ class RemediationWorkflow:
             raise ApplicationError(f"InvalidRequest: {reason}",
                                    [p.model_dump() for p in self._problems],
                                    type="InvalidRequest", non_retryable=True)
+        # The runbook version is fixed when a run starts: histories recorded before the
+        # gcp-fidelity steps replay without them (and the audit can tell the two apart).
+        workflow.patched(GCP_FIDELITY_PATCH)
         self._publish()
         try:
             await self._plan()
@@ -217,7 +221,7 @@ class RemediationWorkflow:
 
     async def _conclude(self, revisions_left: list[str]) -> RemediationReport:
         s = self._status
-        report = build_report(s, revisions_left=revisions_left)
+        report = build_report(s, revisions_left=revisions_left, book=self._book)
         await self._notify("outcome", s.requested_by or "on-call",
                            f"Incident {s.incident_id}: run {s.state.value}", s.outcome_reason)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -495,6 +499,9 @@ class RemediationWorkflow:
 
     async def _run_steps(self, phase: PhaseSpec) -> None:
         for group in phase.step_groups():
+            group = [step for step in group if self._selected(step)]
+            if not group:
+                continue
             if len(group) == 1:
                 await self._run_step(group[0], phase)
                 continue
@@ -505,6 +512,14 @@ class RemediationWorkflow:
             for r in results:
                 if isinstance(r, BaseException):
                     raise r
+
+    def _selected(self, step: StepSpec) -> bool:
+        reason = skip_reason(step, self._status.plan)
+        if reason is None:
+            return True
+        rec = self._steps[step.id]
+        rec.status, rec.detail = StepStatus.SKIPPED, reason
+        return False
 
     async def _run_step(self, step: StepSpec, phase: PhaseSpec | None) -> StepOutcome:
         rec = self._steps[step.id]

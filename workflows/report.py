@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from runbook.definition import Runbook
+from runbook.iac_followup import follow_up
 from runbook.status import (
     ChangeRecord,
     PhaseSummary,
@@ -17,8 +19,20 @@ def _change(rec: StepRecord) -> ChangeRecord:
                         before=rec.before, after=rec.after)
 
 
-def build_report(s: RunStatus, *, revisions_left: list[str] | None = None) -> RemediationReport:
+# A change in force at the end of a run: applied and not undone.
+_IN_FORCE = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.LEFT_IN_PLACE,
+             StepStatus.COMPENSATION_FAILED)
+
+
+def build_report(s: RunStatus, *, revisions_left: list[str] | None = None,
+                 book: Runbook | None = None) -> RemediationReport:
     mutated = [r for r in s.steps if r.kind == "mutate" and r.changed]
+    in_force = [r for r in mutated if r.status in _IN_FORCE]
+    iac = []
+    if book is not None:
+        for r in in_force:
+            step = book.step(r.id)
+            iac.extend(follow_up(r.id, step.activity, step.params))
     return RemediationReport(
         incident_id=s.incident_id,
         outcome=s.state,
@@ -38,4 +52,5 @@ def build_report(s: RunStatus, *, revisions_left: list[str] | None = None) -> Re
         escalations=s.escalations,
         revisions_left_in_place=revisions_left or [],
         problems=[f"{r.id}: {r.error}" for r in s.steps if r.error],
+        iac_followup=iac,
     )

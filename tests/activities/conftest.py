@@ -31,9 +31,19 @@ class SimAdmin:
         self.endpoint = endpoint
         self.http = httpx.Client(base_url=endpoint, timeout=30)
 
-    def reset(self) -> None:
+    def reset(self, world: str | None = None) -> None:
+        """A built-in world: ``serverless`` (the default: Cloud Run behind serverless NEGs)
+        or ``instance-group`` (backend services on instance groups with health checks)."""
         self.http.delete("/_sim/faults").raise_for_status()
-        self.http.post("/_sim/reset").raise_for_status()
+        if world is None:
+            self.http.post("/_sim/reset").raise_for_status()
+        else:
+            self.http.post("/_sim/reset", json={"world": world}).raise_for_status()
+
+    def load(self, state: dict[str, Any]) -> None:
+        """A custom world: ``state`` in the shape of :meth:`state` (e.g. one read and edited)."""
+        self.http.delete("/_sim/faults").raise_for_status()
+        self.http.post("/_sim/reset", json=state).raise_for_status()
 
     def state(self) -> dict[str, Any]:
         r = self.http.get("/_sim/state")

@@ -1,4 +1,5 @@
-"""Compute: health checks, backend service timeout (fingerprint), managed certificate."""
+"""Compute: health checks, backend service timeout (fingerprint), managed certificate
+(created, attached to the HTTPS proxy beside the legacy one, ACTIVE; undone in order)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,36 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.compute import ComputeActivities
-from runbook.activity_io import BackendServiceTimeoutParams, CertificateParams, HealthCheckParams
+from runbook.activity_io import (
+    BackendServiceTimeoutParams,
+    CertificateParams,
+    HealthCheckParams,
+    StepOutcome,
+)
 
 from .conftest import Runner
-from .world import BS, BS_KEY, CERT, CERT_KEY, DOMAINS, HC, HC_KEY, P, compensation, resource
+from .world import (
+    BS,
+    BS_KEY,
+    CERT,
+    CERT_KEY,
+    DOMAINS,
+    HC,
+    HC_KEY,
+    LB_IP,
+    LEGACY_CERT,
+    P,
+    PROXY,
+    cert_names,
+    compensation,
+    resource,
+)
 
 HC_PARAMS = HealthCheckParams(project=P, health_check=HC, check_interval_s=30, timeout_s=30,
                               healthy_threshold=2, unhealthy_threshold=5)
 BS_PARAMS = BackendServiceTimeoutParams(project=P, backend_service=BS, timeout_s=600)
-CERT_PARAMS = CertificateParams(project=P, certificate=CERT, domains=DOMAINS, wait_active_s=60)
+CERT_PARAMS = CertificateParams(project=P, certificate=CERT, domains=DOMAINS, wait_active_s=60,
+                                target_https_proxy=PROXY)
 HC_FIELDS = ("checkIntervalSec", "timeoutSec", "healthyThreshold", "unhealthyThreshold")
 
 
@@ -54,6 +76,8 @@ async def test_health_check_timeout_above_interval_is_refused(sim, clients, runn
 
 
 async def test_backend_service_timeout_rereads_a_stale_fingerprint(sim, clients, runner) -> None:
+    # Only a backend service on instance groups has a settable timeout (GCP_FIDELITY A1).
+    sim.reset("instance-group")
     acts = ComputeActivities(clients)
     # The first PATCH is answered 412 conditionNotMet (someone changed it meanwhile).
     sim.fault(api="compute", kind="http", method="PATCH", resource=BS, status=412,
@@ -78,6 +102,7 @@ async def test_backend_service_timeout_rereads_a_stale_fingerprint(sim, clients,
 
 
 async def test_persistent_412_is_a_retryable_stale_fingerprint(sim, clients, runner) -> None:
+    sim.reset("instance-group")
     acts = ComputeActivities(clients)
     sim.fault(api="compute", kind="http", method="PATCH", resource=BS, status=412, count=10)
     with pytest.raises(ApplicationError) as err:
@@ -100,34 +125,85 @@ async def test_compute_operation_resume_uses_the_same_operation(sim, clients) ->
     assert sim.mutations(api="compute") == []
 
 
-async def test_certificate_created_waited_for_and_deleted_by_its_undo(sim, clients, runner) -> None:
+async def test_serverless_backend_timeout_is_refused_non_retryable(sim, clients, runner) -> None:
+    # The default world: Cloud Run behind a serverless NEG, whose timeout is fixed.
+    with pytest.raises(ApplicationError) as err:
+        await runner(ComputeActivities(clients).set_backend_service_timeout, BS_PARAMS)
+    assert err.value.type == "InvalidArgument" and err.value.non_retryable
+    assert "Serverless network endpoint groups" in err.value.message
+    # The checkpoint was heartbeated before the PATCH: the workflow can tell it was tried.
+    assert err.value.details[0]["before"] == {"timeoutSec": 30}
+    assert sim.mutations(api="compute") == []
+
+
+async def test_certificate_attached_beside_the_legacy_one_and_undone(sim, clients,
+                                                                    runner) -> None:
     acts = ComputeActivities(clients)
+    assert cert_names(sim.state()) == [LEGACY_CERT]
     out = await runner(acts.ensure_certificate, CERT_PARAMS)
-    assert out.changed and out.before == {"exists": False} and out.data["created"]
+    legacy_link = out.before["proxy_certificates"][0]
+    assert legacy_link.endswith(f"/global/sslCertificates/{LEGACY_CERT}")
+    assert out.changed and out.before == {"exists": False, "target_https_proxy": PROXY,
+                                          "proxy_certificates": [legacy_link]}
+    assert out.data == {"created": True, "attached": True}
     assert out.after["status"] == "ACTIVE" and sorted(out.after["domains"]) == sorted(DOMAINS)
+    assert out.after["domain_status"] == {d: "ACTIVE" for d in DOMAINS}
+    assert [x.rsplit("/", 1)[-1] for x in out.after["proxy_certificates"]] == [LEGACY_CERT, CERT]
+    # The legacy certificate keeps serving beside the new one.
+    assert cert_names(sim.state()) == [LEGACY_CERT, CERT]
     # Provisioning took several polls, each one a heartbeat.
     assert len(runner.heartbeats) > 3
+    attach = sim.mutations(api="compute", method="POST", resource=PROXY)
+    assert len(attach) == 1 and attach[0]["request_id"]
+
     again = await Runner()(acts.ensure_certificate, CERT_PARAMS)
     assert not again.changed and again.before["exists"]
+    assert again.data == {"created": False, "attached": False}
     assert len(sim.mutations(api="compute", method="POST", resource=CERT)) == 1
+    assert len(sim.mutations(api="compute", method="POST", resource=PROXY)) == 1
 
-    # The undo of the repeat (which found it existing) keeps it; the creator's deletes it.
+    # The undo of the repeat (which found it existing and attached) keeps everything; the
+    # creator's detaches it from the proxy first, then deletes it.
     keep = await Runner()(acts.delete_certificate, compensation("cert", CERT_PARAMS, again))
     assert not keep.changed and resource(sim.state(), "compute", CERT_KEY) is not None
     gone = await Runner(activity_id="undo")(acts.delete_certificate,
                                             compensation("cert", CERT_PARAMS, out))
-    assert gone.changed and gone.after == {"exists": False}
+    assert gone.changed and gone.after == {"exists": False, "target_https_proxy": PROXY,
+                                           "proxy_certificates": [legacy_link]}
+    assert "detached from" in gone.detail and "deleted" in gone.detail
     assert resource(sim.state(), "compute", CERT_KEY) is None
+    assert cert_names(sim.state()) == [LEGACY_CERT]
     assert not (await Runner(activity_id="undo")(
         acts.delete_certificate, compensation("cert", CERT_PARAMS, out))).changed
 
 
-async def test_certificate_still_provisioning_after_the_wait_is_step_failed(sim, clients,
-                                                                            runner) -> None:
+async def test_certificate_on_a_domain_not_pointing_at_the_lb_names_the_domain(
+        sim, clients, runner) -> None:
+    acts = ComputeActivities(clients)
+    params = CERT_PARAMS.model_copy(update={
+        "domains": ["staging.netrasystems.ai", "elsewhere.example.com"], "wait_active_s": 1})
+    with pytest.raises(ApplicationError) as err:
+        await runner(acts.ensure_certificate, params)
+    assert err.value.type == "StepFailed" and err.value.non_retryable
+    assert "still PROVISIONING" in err.value.message
+    assert (f"elsewhere.example.com: FAILED_NOT_VISIBLE (DNS does not point at the load "
+            f"balancer's IP {LB_IP})") in err.value.message
+    # It was created and attached: the checkpoint lets the workflow's undo take both back.
+    before = err.value.details[0]["before"]
+    assert before["exists"] is False and len(before["proxy_certificates"]) == 1
+    assert cert_names(sim.state()) == [LEGACY_CERT, CERT]
+    undo = await Runner(activity_id="undo")(acts.delete_certificate, compensation(
+        "cert", params, StepOutcome(changed=True, resource=CERT_KEY, before=before)))
+    assert undo.changed and cert_names(sim.state()) == [LEGACY_CERT]
+    assert resource(sim.state(), "compute", CERT_KEY) is None
+
+
+async def test_certificate_attached_to_no_proxy_stays_provisioning(sim, clients, runner) -> None:
     acts = ComputeActivities(clients)
     with pytest.raises(ApplicationError) as err:
-        await runner(acts.ensure_certificate, CERT_PARAMS.model_copy(update={"wait_active_s": 0}))
+        await runner(acts.ensure_certificate, CERT_PARAMS.model_copy(
+            update={"wait_active_s": 0, "target_https_proxy": None}))
     assert err.value.type == "StepFailed" and err.value.non_retryable
-    assert "PROVISIONING" in err.value.message
+    assert "PROVISIONING" in err.value.message and "attached to no proxy" in err.value.message
     # It was created, so the checkpoint lets the workflow's undo delete it.
     assert err.value.details[0]["before"] == {"exists": False}

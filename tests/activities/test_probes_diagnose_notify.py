@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import build_activities
 from activities.diagnose import DiagnoseActivities
+from activities.verify import VerifyActivities
 from activities.notify import NotifyActivities
 from activities.probes import ProbeActivities
 from activities.settings import Settings
@@ -24,7 +25,8 @@ from runbook.activity_io import (
     VerifyInfrastructureParams,
     WebSocketProbeParams,
 )
-from runbook.default_runbook import alert_policy_names, build_runbook
+from runbook.applicability import not_applicable
+from runbook.default_runbook import alert_policy_names, build_runbook, diagnose_params
 from runbook.request import RemediationRequest
 
 from .conftest import Runner
@@ -46,8 +48,8 @@ async def test_diagnose_reads_the_broken_world(sim, clients, runner) -> None:
     assert (diag.connector.machine_type, diag.connector.min_instances,
             diag.connector.max_instances, diag.connector.state) == ("e2-micro", 2, 3, "READY")
     assert diag.sql.tier == "db-custom-1-3840" and diag.sql.database_version == "POSTGRES_14"
-    assert "db-custom-2-7680" in diag.sql.available_tiers
-    assert "db-g1-standard-2" not in diag.sql.available_tiers
+    # tiers.list is not read (GCP_FIDELITY A9): preflight checks tiers by the documented rule.
+    assert diag.sql.available_tiers == []
     assert (diag.sql.max_connections_min, diag.sql.max_connections_max) == (14, 262143)
     backend = diag.run_services[0]
     assert [s.name for s in diag.run_services] == [t.backend_service, t.auth_service]
@@ -64,19 +66,22 @@ async def test_diagnose_reads_the_broken_world(sim, clients, runner) -> None:
 
 async def test_verify_fails_on_the_broken_world_naming_the_problem(sim, clients, runner) -> None:
     with pytest.raises(ApplicationError) as err:
-        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+        await runner(VerifyActivities(clients).verify_infrastructure, VERIFY)
     assert err.value.type == "StepFailed" and err.value.non_retryable
     assert "not one revision at 100%" in err.value.message
     figures = err.value.details[0]
     assert len(figures["service"]["serving"]) == 2
-    # Cloud Monitoring: 375 Mbps through 3 x e2-micro (300 Mbps).
-    assert figures["connector_utilisation"] == 1.25
-    assert f"connector {CONNECTOR_NAME} utilisation is 125% (1.25), not under 70%" \
+    # Cloud Monitoring (a DISTRIBUTION; its mean): 375 Mbps of private traffic plus the
+    # 120 Mbps auth sends to the internet (egress ALL_TRAFFIC) through 3 x e2-micro (300).
+    assert figures["connector_utilisation"] == 1.65
+    assert f"connector {CONNECTOR_NAME} utilisation is 165% (1.65), not under 70%" \
         in err.value.message
-    # The default world runs on the tier's max_connections: no flag, so not judged.
-    assert figures["db_connections_in_use"] == 100
-    assert figures["db_connection_use"] == "not judged: no max_connections flag"
-    assert "connections" not in err.value.message
+    # No max_connections flag: judged against db-custom-1-3840's default (100).
+    assert figures["sql"]["max_connections"] == 100
+    assert figures["sql"]["max_connections_source"] == "tier default"
+    assert figures["db_connections_in_use"] == 100 and figures["db_connection_use"] == 1.0
+    assert (f"Cloud SQL {SQL} uses 100 of 100 connections (the default of db-custom-1-3840) "
+            "(100%), not under 75%") in err.value.message
 
 
 def _seed(sim, edit) -> None:
@@ -91,14 +96,15 @@ async def test_verify_fails_on_a_right_sized_but_over_utilised_connector(sim, cl
     def edit(state: dict) -> None:
         state["vpcaccess"][CONNECTOR_NAME] |= {"machineType": "e2-standard-4", "minInstances": 3,
                                                "maxInstances": 10}
-        state["app"]["model"] = {"egress_demand_mbps": 12800}  # 80% of 10 x 1600 Mbps
+        # With auth's 120 Mbps of internet egress: 12800 Mbps, 80% of 10 x 1600 Mbps.
+        state["app"]["model"] = {"egress_demand_mbps": 12680}
 
     _seed(sim, edit)
     wanted = VERIFY.model_copy(update={"connector_machine_type": "e2-standard-4",
                                        "connector_min_instances": 3,
                                        "connector_max_instances": 10})
     with pytest.raises(ApplicationError) as err:
-        await runner(DiagnoseActivities(clients).verify_infrastructure, wanted)
+        await runner(VerifyActivities(clients).verify_infrastructure, wanted)
     assert err.value.type == "StepFailed" and err.value.non_retryable
     assert "utilisation is 80% (0.8), not under 70%" in err.value.message
     assert "expected" not in err.value.message  # the size is right
@@ -116,7 +122,7 @@ async def test_verify_fails_when_database_connections_are_near_max(sim, clients,
 
     _seed(sim, edit)
     with pytest.raises(ApplicationError) as err:
-        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+        await runner(VerifyActivities(clients).verify_infrastructure, VERIFY)
     # Pools want 142.5 connections: 143 of 160 is 89%.
     assert f"Cloud SQL {SQL} uses 143 of 160 connections (89%), not under 75%" \
         in err.value.message
@@ -127,7 +133,7 @@ async def test_verify_does_not_fail_without_data_points(sim, clients, runner) ->
     # Nothing routes through the connector: Cloud Monitoring has no points for it.
     _seed(sim, lambda state: state["app"].update(routes={}))
     with pytest.raises(ApplicationError) as err:  # the 50/50 split still fails it
-        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+        await runner(VerifyActivities(clients).verify_infrastructure, VERIFY)
     figures = err.value.details[0]
     assert figures["connector_utilisation"] == "no data yet"
     assert figures["measured_at"]["connector"] is None
@@ -137,7 +143,7 @@ async def test_verify_does_not_fail_without_data_points(sim, clients, runner) ->
 async def test_verify_monitoring_outage_is_retryable(sim, clients, runner) -> None:
     sim.fault(api="monitoring", kind="http", status=503, resource="/timeSeries", count=1)
     with pytest.raises(ApplicationError) as err:
-        await runner(DiagnoseActivities(clients).verify_infrastructure, VERIFY)
+        await runner(VerifyActivities(clients).verify_infrastructure, VERIFY)
     assert err.value.type == "Unavailable" and not err.value.non_retryable
     assert "timeSeries" in err.value.message
 
@@ -146,7 +152,7 @@ async def test_verify_names_a_connector_short_of_the_desired_size(sim, clients, 
     wanted = VERIFY.model_copy(update={"connector_machine_type": "e2-standard-4",
                                        "connector_max_instances": 10})
     with pytest.raises(ApplicationError) as err:
-        await runner(DiagnoseActivities(clients).verify_infrastructure, wanted)
+        await runner(VerifyActivities(clients).verify_infrastructure, wanted)
     assert "machineType is e2-micro, expected e2-standard-4" in err.value.message
     assert "maxInstances is 3, expected 10" in err.value.message
 
@@ -160,10 +166,14 @@ async def test_probes_see_503s_before_and_none_after_the_remediation(sim, settin
         await Runner()(probes.probe_health, ProbeParams(path="/health", max_latency_ms=5000))
     assert err.value.type == "StepFailed" and err.value.details[0]["latency_ms"] > 5000
 
-    # Run phases 1-2 of the default runbook with the real activities.
+    # Run phases 1-2 of the default runbook with the real activities, skipping the steps
+    # the diagnosed topology makes not applicable (as the workflow does).
     acts = {activity._Definition.from_callable(f).name: f for f in build_activities(settings)}
+    diag = await Runner()(acts["diagnose"], diagnose_params(REQ))
     for phase in build_runbook(REQ).phases[:2]:
         for step in phase.steps:
+            if not_applicable(step, diag) is not None:
+                continue
             fn = acts[step.activity]
             arg = activity._Definition.from_callable(fn).arg_types[0].model_validate(step.params)
             await Runner(activity_id=step.id)(fn, arg)
@@ -180,7 +190,9 @@ async def test_probes_see_503s_before_and_none_after_the_remediation(sim, settin
     assert "serves 100%" in verified.detail
     # RUNBOOK phase 1 criteria, measured through Cloud Monitoring.
     assert 0 < verified.data["connector_utilisation"] < 0.7
-    assert verified.data["sql"]["max_connections"] == 300
+    # The runbook leaves max_connections unset (GCP_FIDELITY A8): the tier's default counts.
+    assert verified.data["sql"]["max_connections"] == 400
+    assert verified.data["sql"]["max_connections_source"] == "tier default"
     assert 0 < verified.data["db_connection_use"] < 0.75
     assert "utilisation 2%" in verified.detail and "connection use" in verified.detail
 

@@ -97,3 +97,55 @@ async def test_invalid_duration_is_refused_naming_the_field(sim, clients, runner
     with pytest.raises(ApplicationError) as err:
         await runner(acts.ensure_alert_policy, POLICY.model_copy(update={"duration_s": 90}))
     assert err.value.type == "InvalidArgument" and "duration" in err.value.message
+
+
+CONNECTOR_CPU = ('metric.type="vpcaccess.googleapis.com/connector/cpu/utilizations" AND '
+                 'resource.type="vpc_access_connector" AND '
+                 'resource.label.connector_name="staging-connector"')
+CPU_POLICY = AlertPolicyParams(project=P, display_name="[1278] connector CPU p99 > 80%",
+                               metric_filter=CONNECTOR_CPU, threshold=0.8,
+                               aligner="ALIGN_PERCENTILE_99")
+
+
+async def test_alert_policy_uses_the_step_aligner(sim, clients, runner) -> None:
+    acts = MonitoringActivities(clients)
+    out = await runner(acts.ensure_alert_policy, CPU_POLICY)
+    assert out.changed
+    cond = sim.state()["monitoring"][out.after["name"]]["conditions"][0]["conditionThreshold"]
+    # A percentile of a DISTRIBUTION is a number: reduced by the worst series.
+    assert cond["aggregations"] == [{"alignmentPeriod": "60s",
+                                     "perSeriesAligner": "ALIGN_PERCENTILE_99",
+                                     "crossSeriesReducer": "REDUCE_MAX"}]
+    assert "denominatorAggregations" not in cond
+
+    # The ratio policy: ALIGN_RATE on both sides, summed per service.
+    ratio = await Runner()(acts.ensure_alert_policy, POLICY.model_copy(
+        update={"aligner": "ALIGN_RATE"}))
+    cond = sim.state()["monitoring"][ratio.after["name"]]["conditions"][0]["conditionThreshold"]
+    expected = [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_RATE",
+                 "crossSeriesReducer": "REDUCE_SUM",
+                 "groupByFields": ["resource.label.service_name"]}]
+    assert cond["aggregations"] == expected and cond["denominatorAggregations"] == expected
+
+
+async def test_aligner_that_does_not_fit_the_metric_is_refused_naming_it(sim, clients,
+                                                                          runner) -> None:
+    acts = MonitoringActivities(clients)
+    with pytest.raises(ApplicationError) as err:
+        await runner(acts.ensure_alert_policy, CPU_POLICY.model_copy(
+            update={"aligner": "ALIGN_MEAN"}))
+    assert err.value.type == "InvalidArgument" and err.value.non_retryable
+    assert "vpcaccess.googleapis.com/connector/cpu/utilizations" in err.value.message
+    assert "ALIGN_MEAN" in err.value.message and "DISTRIBUTION" in err.value.message
+    # The checkpoint says the policy was absent: nothing to undo.
+    assert err.value.details[0]["before"] == {"alertPolicy": "absent"}
+    assert sim.mutations(api="monitoring") == []
+
+
+async def test_policy_on_an_unknown_metric_is_not_found_naming_it(sim, clients, runner) -> None:
+    custom = "custom.googleapis.com/netra/db_connection_time"
+    with pytest.raises(ApplicationError) as err:
+        await runner(MonitoringActivities(clients).ensure_alert_policy, CPU_POLICY.model_copy(
+            update={"metric_filter": f'metric.type="{custom}"', "aligner": "ALIGN_MEAN"}))
+    assert err.value.type == "NotFound" and err.value.non_retryable
+    assert custom in err.value.message

@@ -59,18 +59,38 @@ def test_started_by_request_and_outcome(happy):
     assert happy.report is not None and happy.report.outcome.value == "SUCCEEDED"
 
 
-def test_plan_is_rebuilt_and_matches_the_reported_digest(happy):
+def test_a_run_of_an_earlier_runbook_version_is_flagged_not_matched(happy):
+    # The fixtures were recorded before the gcp-fidelity-1 runbook change: today's plan
+    # for the same request differs, and the audit says why instead of a bare mismatch.
     assert happy.plan is not None
-    assert happy.plan.digest == happy.report.plan_digest
-    assert "WARNING" not in happy.plan_note
-    irreversible = {c.step_id for c in happy.plan.changes if not c.reversible}
+    assert happy.plan.digest != happy.report.plan_digest
+    assert happy.plan_note.startswith("WARNING") and "earlier runbook version" in happy.plan_note
+
+
+CURRENT = Path(__file__).parents[1] / "histories" / "serverless_happy_path.json"
+
+
+def test_plan_is_rebuilt_and_matches_the_reported_digest():
+    """A run of the current runbook (saved by tests/workflow): the rebuilt plan is the one
+    its approvers saw, with the steps not applicable on serverless NEGs, and the report's
+    Terraform follow-up is in the audit."""
+    a = build_audit(history_from_file(str(CURRENT)), source="fixture")
+    assert a.plan is not None and a.report is not None
+    assert a.plan.digest == a.report.plan_digest
+    assert "WARNING" not in a.plan_note
+    irreversible = {c.step_id for c in a.plan.changes if not c.reversible}
     assert {"scale-connector", "delete-old-revisions"} <= irreversible
+    md = to_markdown(a)
+    assert "## Not applicable on this topology (not attempted)" in md
+    assert "Timeout sec is not supported" in md
+    assert "## Terraform follow-up (changes in force)" in md
+    assert "google_vpc_access_connector" in md
 
 
 def test_every_approval_with_who_when_comment_digest(happy):
     approvals = [d for d in happy.decisions if d.action == "approve"]
     assert [d.gate for d in approvals] == ["phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions"]
-    assert approvals[0].actor == "alice" and approvals[0].plan_digest == happy.plan.digest
+    assert approvals[0].actor == "alice" and approvals[0].plan_digest == happy.report.plan_digest
     assert {d.actor for d in approvals[1:]} == {"bob"}
     assert all(d.via == "update" and d.identity.startswith("runbook-cli:") for d in approvals)
     assert all("gate APPROVED" in d.result for d in approvals)

@@ -178,11 +178,12 @@ def test_reject_and_abort_end_the_run(cli, request_file):
 
 
 def test_plan_with_preflight_problems_exits_non_zero(cli):
-    # A well-formed tier the project does not offer: only the live preflight can tell.
-    r = cli("plan", "--set", "desired.sql_tier=db-custom-2-4096")
+    # A well-formed value Google refuses on this load balancer (serverless NEG backends):
+    # only the live topology can tell.
+    r = cli("plan", "--set", "desired.backend_service_timeout_s=600")
     assert r.code == 1, r.text
-    assert "Preflight problems (1)" in r.out and "desired.sql_tier" in r.out
-    assert "not offered" in r.out
+    assert "Preflight problems (1)" in r.out and "desired.backend_service_timeout_s" in r.out
+    assert "Timeout sec is not supported" in " ".join(r.out.split())
     assert "runbook plan" in r.err  # what to do next
 
 

@@ -9,7 +9,7 @@ import httpx
 
 from runbook.status import RunState, StepStatus
 from tests.e2e.conftest import admin, queue, real_worker
-from tests.e2e.world import BACKEND, CONNECTOR, config
+from tests.e2e.world import AUTH, BACKEND, CONNECTOR, config
 from tests.workflow.harness import (
     GATES,
     approve_when_pending,
@@ -18,6 +18,11 @@ from tests.workflow.harness import (
     status,
     until,
 )
+
+
+LOAD_BALANCER_STEPS = {
+    "health-check-staging-backend-health-check", "health-check-staging-auth-health-check",
+    "backend-timeout-staging-backend-service", "backend-timeout-staging-auth-service"}
 
 
 async def _count_503(sim, n: int = 100) -> int:
@@ -38,22 +43,36 @@ async def test_default_request_remediates_the_simulated_outage(time_skipping_env
         st = await status(handle)
 
     assert report.outcome == RunState.SUCCEEDED, report.reason
-    assert all(s.status == StepStatus.SUCCEEDED for s in st.steps)
-    assert (await admin(sim, "GET", "/_sim/app"))["routes"]["backend"]["rate_503"] == 0
+    # Behind serverless NEGs the load-balancer steps are shown as not applicable and
+    # skipped; everything else ran.
+    skipped = {s.id for s in st.steps if s.status == StepStatus.SKIPPED}
+    assert skipped == {n.step_id for n in st.plan.not_applicable} == LOAD_BALANCER_STEPS
+    assert all(s.status == StepStatus.SUCCEEDED for s in st.steps if s.id not in skipped)
+    app = await admin(sim, "GET", "/_sim/app")
+    assert app["routes"]["backend"]["rate_503"] == 0
     assert await _count_503(sim) == 0
 
     world = config(await admin(sim, "GET", "/_sim/state"))
     assert world[CONNECTOR] == {"machineType": "e2-standard-4", "minInstances": 3,
                                 "maxInstances": 10, "state": "READY"}
     sql = world["projects/netra-staging/instances/netra-staging-db"]
-    assert sql["tier"] == "db-custom-2-7680" and ("max_connections", "300") in sql["flags"]
-    backend = world[BACKEND]
+    # max_connections left at the tier's default (400 for 7.5 GiB; GCP_FIDELITY A8).
+    assert sql["tier"] == "db-custom-2-7680" and not dict(sql["flags"]).get("max_connections")
+    [backend] = world[BACKEND].values()
+    assert backend["percent"] == 100
     assert backend["env"][0]["DATABASE_POOL_SIZE"] == "8"
     assert backend["env"][0]["DATABASE_CONNECTION_TIMEOUT"] == "45"
     assert backend["limits"] == [{"cpu": "4", "memory": "6Gi"}]
     assert backend["timeout"] == "900s"
-    assert [t[2] for t in backend["traffic"]] == [100]
-    assert sum(1 for k in world if "/sslCertificates/" in k) == 1
+    probe = backend["startupProbe"][0]
+    # The longest start Cloud Run lets a probe tolerate: 240 s delay + 24 x 10 s.
+    assert (probe["initialDelaySeconds"], probe["failureThreshold"] * probe["periodSeconds"]) == (240, 240)
+    [auth] = world[AUTH].values()
+    assert auth["vpcAccess"]["egress"] in ("PRIVATE_RANGES_ONLY", 2)
+    assert sum(1 for k in world if "/sslCertificates/" in k) == 2  # the legacy one and ours
+    proxy = world["projects/netra-staging/global/targetHttpsProxies/staging-https-proxy"]
+    assert [u.rsplit("/", 1)[-1] for u in proxy["sslCertificates"]] == [
+        "staging-legacy-cert", "staging-netrasystems-ai-cert"]
     assert sum(1 for k in world if "/alertPolicies/" in k) == 5
     state = await admin(sim, "GET", "/_sim/state")
     revisions = [k for k in state["run"] if k.startswith(BACKEND + "/revisions/")]
@@ -67,8 +86,10 @@ async def test_default_request_remediates_the_simulated_outage(time_skipping_env
                           if m["method"] != "DELETE")
     assert by_resource["staging-connector"] == 1
     assert by_resource["netra-staging-db"] == 1
-    assert by_resource["staging-backend-health-check"] == 1
+    assert by_resource["staging-backend-health-check"] == 0  # not applicable: never sent
+    assert by_resource["staging-backend-service"] == 0
     assert by_resource["staging-netrasystems-ai-cert"] == 1
+    assert by_resource["staging-https-proxy"] == 1
 
 
 async def test_forced_failure_in_phase_1_restores_the_world(time_skipping_env, fresh_sim):
@@ -98,6 +119,7 @@ async def test_forced_failure_in_phase_1_restores_the_world(time_skipping_env, f
     world = config(await admin(sim, "GET", "/_sim/state"))
     assert world[CONNECTOR]["maxInstances"] == 10  # irreversible, reported left in place
     assert [c.step_id for c in report.changes_left_in_place] == ["scale-connector"]
+    assert [f.terraform_resource for f in report.iac_followup] == ["google_vpc_access_connector"]
 
 
 async def _run_to_soak(env, sim, handle) -> None:

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowHistory
 
 from runbook.status import RunState
 from tests.e2e.conftest import admin, queue, real_worker
-from tests.e2e.world import BACKEND
+from tests.e2e.world import BACKEND, serving
 from tests.history_scan import CANARY, PROBE_TOKEN, secrets_in
 from tests.workflow.harness import HISTORIES, approve_when_pending, start, status
 
@@ -21,10 +21,16 @@ def _env(state: dict) -> dict[str, str]:
 
 async def test_plaintext_credential_env_var_is_fingerprinted_and_restored(time_skipping_env, fresh_sim):
     env, sim, tq = time_skipping_env, fresh_sim, queue()
-    # A service that (badly) keeps a credential in a literal env var.
+    # A service that (badly) keeps a credential in a literal env var, behind instance-group
+    # backends (where health checks apply, so phase 2 patches them).
+    await admin(sim, "POST", "/_sim/reset", {"world": "instance-group"})
     world = await admin(sim, "GET", "/_sim/state")
-    world["run"][BACKEND]["template"]["containers"][0]["env"].append(
-        {"name": "SMTP_PASSWORD", "value": CANARY})
+    canary = {"name": "SMTP_PASSWORD", "value": CANARY}
+    world["run"][BACKEND]["template"]["containers"][0]["env"].append(canary)
+    for name, rec in world["run"].items():  # the revisions were deployed with it too
+        if name.startswith(BACKEND + "/revisions/"):
+            rec["containers"][0]["env"].append(canary)
+            rec.get("_sim", {}).pop("template", None)  # rebuilt from the revision on load
     await admin(sim, "POST", "/_sim/reset", world)
     # Phase 2 fails on its load-balancer group, after the backend was reconfigured.
     await admin(sim, "POST", "/_sim/faults", {"api": "compute", "method": "PATCH",
@@ -38,14 +44,20 @@ async def test_plaintext_credential_env_var_is_fingerprinted_and_restored(time_s
         st = await status(handle)
     assert report.outcome == RunState.ROLLED_BACK, report.reason
     assert "PermissionDenied" in report.reason
-    # Undone through three template restores, the credential is back, byte for byte...
+    # Undone by routing traffic back to the old revisions, the credential serves again,
+    # byte for byte, and the template still carries it...
     assert [e.step_id for e in st.rollback_log if e.action == "compensated"] == [
         "backend-timeout-staging-auth-service", "backend-timeout-staging-backend-service",
         # refused after its checkpoint: undone conservatively (a no-op restore)
         "health-check-staging-auth-health-check",
         "health-check-staging-backend-health-check", "configure-backend", "route-traffic",
-        "deploy-incident-env", "expand-sql"]
-    assert _env(await admin(sim, "GET", "/_sim/state"))["SMTP_PASSWORD"] == CANARY
+        "deploy-incident-env", "vpc-access-auth", "expand-sql"]
+    end = await admin(sim, "GET", "/_sim/state")
+    assert _env(end)["SMTP_PASSWORD"] == CANARY
+    for rev in serving(end, BACKEND):
+        env_of = {e["name"]: e.get("value") for e in
+                  end["run"][f"{BACKEND}/revisions/{rev}"]["containers"][0]["env"]}
+        assert env_of["SMTP_PASSWORD"] == CANARY
     # ...and the history holds only its fingerprint.
     history = await handle.fetch_history()
     assert secrets_in(history) == []
@@ -57,6 +69,6 @@ async def test_plaintext_credential_env_var_is_fingerprinted_and_restored(time_s
 
 
 def test_saved_histories_hold_no_secret_values():
-    for path in sorted(Path(HISTORIES).glob("*.json")):
+    for path in sorted(Path(HISTORIES).glob("**/*.json")):
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
         assert secrets_in(history, (PROBE_TOKEN, CANARY, "probe-token")) == [], path.name

@@ -18,6 +18,11 @@ LOC = f"projects/{PROJECT}/locations/{REGION}"
 BACKEND = f"{LOC}/services/netra-backend-staging"
 AUTH = f"{LOC}/services/auth-staging"
 CONNECTOR = f"{LOC}/connectors/staging-connector"
+SQL_INSTANCE = "netra-staging-db"
+# The longest startup probe Cloud Run allows (initialDelaySeconds <= 240 and
+# failureThreshold x periodSeconds <= 240): it tolerates a 480 s start, as run_v2.Probe fields.
+MAX_PROBE = {"initial_delay_seconds": 240, "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 24}
+MAX_PROBE_WINDOW_S = 240 + 24 * 10
 
 
 def advance(sim: Simulator, seconds: float) -> dict:
@@ -30,6 +35,28 @@ def mutations(sim: Simulator, since: int = 0) -> list[dict]:
 
 def add_fault(sim: Simulator, **spec) -> dict:
     return sim.admin("POST", "/_sim/faults", spec)
+
+
+def remediate_infrastructure(sim: Simulator, sql_flags: list[dict] | None = None) -> None:
+    """Scale the connector (e2-standard-4, 3-10) and move Cloud SQL to db-custom-2-7680
+    (max_connections left at the tier default, 400) with the real discovery clients, and
+    let both operations finish (connector 180 s, SQL tier change 300 s). Afterwards neither
+    saturates, so the backend starts in its healthy startup_seconds (300 s) instead of
+    300 + 420 s. ``sql_flags``: a databaseFlags list to send with the tier (omitted: kept)."""
+    vpc = discovery(sim, "vpcaccess", "v1")
+    vpc.projects().locations().connectors().patch(
+        name=CONNECTOR, updateMask="minInstances,maxInstances,machineType",
+        body={"minInstances": 3, "maxInstances": 10, "machineType": "e2-standard-4"}).execute()
+    settings: dict = {"tier": "db-custom-2-7680"}
+    if sql_flags is not None:
+        settings["databaseFlags"] = sql_flags
+    discovery(sim, "sqladmin", "v1").instances().patch(
+        project=PROJECT, instance=SQL_INSTANCE, body={"settings": settings}).execute()
+    advance(sim, 300)
+    figures = sim.admin("GET", "/_sim/app")
+    assert figures["connector"]["machineType"] == "e2-standard-4"
+    assert figures["database"]["tier"] == "db-custom-2-7680"
+    assert figures["connector"]["overflow_share"] == 0 and figures["database"]["refused_share"] == 0
 
 
 def raw(sim: Simulator, method: str, path: str, body=None) -> tuple[int, dict]:

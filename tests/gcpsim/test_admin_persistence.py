@@ -53,7 +53,7 @@ def test_state_survives_restart(tmp_path):
 
 
 def test_error_diffusion_continues_across_a_restart(tmp_path):
-    # At the default world's 52.21% the accumulator alternates: 200, 503, 200, 503, ...
+    # At the default world's 57.46% the accumulator runs 200, 503, 200, 503, ...
     with start_simulator(data_dir=tmp_path, speed=SPEED) as first:
         assert [raw(first, "GET", "/health")[0] for _ in range(3)] == [200, 503, 200]
     with start_simulator(data_dir=tmp_path, speed=SPEED) as second:

@@ -95,3 +95,25 @@ def test_flags_are_stored_normalised_so_int_values_and_order_are_no_change(sim, 
         same = _patch(sql, {"databaseFlags": flags})
         assert same["status"] == "DONE"  # no operation to wait for: no restart
         assert _get(sql)["state"] == "RUNNABLE" and len(mutations(sim)) == 1
+
+
+@pytest.mark.parametrize("tier", ["db-n1-standard-2", "db-n1-highmem-4"])
+def test_postgres_refuses_legacy_tiers(sim, sql, tier):
+    """A7: PostgreSQL takes custom or shared-core tiers only."""
+    with pytest.raises(HttpError) as err:
+        _patch(sql, {"tier": tier})
+    assert err.value.status_code == 400
+    assert err.value.reason == ("Invalid request: Only custom or shared-core instance Billing Tier type allowed for "
+                                "PostgreSQL database.")
+    assert _get(sql)["settings"]["tier"] == "db-custom-1-3840" and mutations(sim) == []
+
+
+@pytest.mark.parametrize("tier, expected", [
+    ("db-f1-micro", 25), ("db-g1-small", 50), ("db-custom-1-3840", 100), ("db-custom-2-7680", 400),
+    ("db-custom-8-32768", 500), ("db-custom-32-122880", 1000)])
+def test_default_max_connections_follow_the_tier_memory(sim, sql, tier, expected):
+    """A8: without a max_connections flag the tier's memory decides (the health model uses it)."""
+    _patch(sql, {"tier": tier, "databaseFlags": []})
+    advance(sim, 310)
+    assert _get(sql)["settings"]["tier"] == tier
+    assert sim.admin("GET", "/_sim/app")["database"]["max_connections"] == expected

@@ -40,6 +40,7 @@ def test_health_check_patch_and_limit(sim, compute):
 
 
 def test_backend_service_fingerprint_and_request_id(sim, compute):
+    sim.admin("POST", "/_sim/reset", {"world": "instance-group"})  # serverless ones refuse timeoutSec
     bs = compute.backendServices().get(project=PROJECT, backendService=BS).execute()
     assert bs["timeoutSec"] == 30 and bs["fingerprint"]
     with pytest.raises(HttpError) as err:
@@ -60,7 +61,20 @@ def test_backend_service_fingerprint_and_request_id(sim, compute):
     assert err.value.status_code == 412
 
 
+def _attach(compute, *names):
+    links = [f"projects/{PROJECT}/global/sslCertificates/{n}" for n in names]
+    _wait(compute, compute.targetHttpsProxies().setSslCertificates(
+        project=PROJECT, targetHttpsProxy="staging-https-proxy", body={"sslCertificates": links}).execute())
+
+
+def _status(compute, name=CERT):
+    managed = compute.sslCertificates().get(project=PROJECT, sslCertificate=name).execute()["managed"]
+    return managed["status"], managed["domainStatus"]
+
+
 def test_managed_certificate_lifecycle(sim, compute):
+    """A3: PROVISIONING until attached to a proxy whose forwarding-rule IP the domains
+    resolve to; ACTIVE 600 s after that; an attached certificate cannot be deleted."""
     with pytest.raises(HttpError) as err:
         compute.sslCertificates().get(project=PROJECT, sslCertificate=CERT).execute()
     assert err.value.status_code == 404
@@ -68,20 +82,50 @@ def test_managed_certificate_lifecycle(sim, compute):
     op = compute.sslCertificates().insert(project=PROJECT, body={
         "name": CERT, "type": "MANAGED", "managed": {"domains": domains}}).execute()
     _wait(compute, op)
-    cert = compute.sslCertificates().get(project=PROJECT, sslCertificate=CERT).execute()
-    assert cert["managed"]["status"] == "PROVISIONING"
+    assert _status(compute)[0] == "PROVISIONING"
     listed = compute.sslCertificates().list(project=PROJECT, filter='name = "staging-netrasystems-ai-cert"').execute()
     assert [c["name"] for c in listed["items"]] == [CERT]
     with pytest.raises(HttpError) as err:
         compute.sslCertificates().insert(project=PROJECT, body={"name": CERT, "type": "MANAGED",
                                                                 "managed": {"domains": domains}}).execute()
     assert err.value.status_code == 409
-    advance(sim, 610)
-    cert = compute.sslCertificates().get(project=PROJECT, sslCertificate=CERT).execute()
-    assert cert["managed"]["status"] == "ACTIVE" and set(cert["managed"]["domainStatus"].values()) == {"ACTIVE"}
+    advance(sim, 610)  # not attached: Google does not even start
+    assert _status(compute) == ("PROVISIONING", {d: "PROVISIONING" for d in domains})
+    _attach(compute, "staging-legacy-cert", CERT)  # keep the certificate already attached
+    advance(sim, 300)
+    assert _status(compute)[0] == "PROVISIONING"
+    advance(sim, 310)  # 600 s after it became eligible
+    status, per_domain = _status(compute)
+    assert status == "ACTIVE" and set(per_domain.values()) == {"ACTIVE"}
+    with pytest.raises(HttpError) as err:
+        compute.sslCertificates().delete(project=PROJECT, sslCertificate=CERT).execute()
+    assert err.value.status_code == 400 and err.value.error_details[0]["reason"] == "resourceInUseByAnotherResource"
+    _attach(compute, "staging-legacy-cert")
     _wait(compute, compute.sslCertificates().delete(project=PROJECT, sslCertificate=CERT).execute())
-    assert compute.sslCertificates().list(project=PROJECT).execute()["items"] == []
-    assert [m["method"] for m in mutations(sim)] == ["POST", "DELETE"]
+    assert [c["name"] for c in compute.sslCertificates().list(project=PROJECT).execute()["items"]] == \
+        ["staging-legacy-cert"]
+    assert [m["method"] for m in mutations(sim)] == ["POST", "POST", "POST", "DELETE"]
+
+
+def test_managed_certificate_needs_dns_and_stops_when_detached(sim, compute):
+    _wait(compute, compute.sslCertificates().insert(project=PROJECT, body={
+        "name": "www-cert", "type": "MANAGED",
+        "managed": {"domains": ["staging.netrasystems.ai", "www.netrasystems.ai"]}}).execute())
+    _attach(compute, "staging-legacy-cert", "www-cert")
+    advance(sim, 700)  # www does not resolve to the load balancer's IP
+    assert _status(compute, "www-cert") == ("PROVISIONING", {"staging.netrasystems.ai": "PROVISIONING",
+                                                             "www.netrasystems.ai": "FAILED_NOT_VISIBLE"})
+    state = sim.admin("GET", "/_sim/state")  # a custom world where www resolves (and the cert is attached)
+    state["dns"]["www.netrasystems.ai"] = "34.120.10.20"
+    sim.admin("POST", "/_sim/reset", state)
+    advance(sim, 300)
+    assert _status(compute, "www-cert")[0] == "PROVISIONING"
+    _attach(compute, "staging-legacy-cert")  # detached before ACTIVE: provisioning stops
+    _attach(compute, "staging-legacy-cert", "www-cert")  # re-attached: the 600 s start again
+    advance(sim, 400)
+    assert _status(compute, "www-cert")[0] == "PROVISIONING"
+    advance(sim, 210)
+    assert _status(compute, "www-cert")[0] == "ACTIVE"
 
 
 def test_operation_error_applies_nothing(sim, compute):
@@ -95,6 +139,7 @@ def test_operation_error_applies_nothing(sim, compute):
 
 
 def test_fingerprint_is_new_after_every_change_even_a_revert(sim, compute):
+    sim.admin("POST", "/_sim/reset", {"world": "instance-group"})
     services = compute.backendServices()
     fingerprints = [services.get(project=PROJECT, backendService=BS).execute()["fingerprint"]]
     for timeout in (600, 30):  # 30 -> 600 -> 30: the content ends where it started

@@ -35,6 +35,8 @@ def value(sim, flt: str) -> float:
     (ts,) = series(sim, flt)["timeSeries"]
     (point,) = ts["points"]
     v = point["value"]
+    if "distributionValue" in v:
+        return v["distributionValue"]["mean"]
     return float(v["doubleValue"]) if "doubleValue" in v else int(v["int64Value"])
 
 
@@ -60,14 +62,19 @@ def test_default_world_connector_over_capacity_and_database_saturated(sim):
     out = series(sim, CONNECTOR_FILTER)
     # The simulator keeps no history: one point, stamped inside the requested interval.
     stamp = out["timeSeries"][0]["points"][0]["interval"]["endTime"]
+    # (375 + auth's 120 ALL_TRAFFIC) Mbps over 3 x e2-micro (300 Mbps): a DISTRIBUTION (A4)
+    # of 3 instances, all in the overflow bucket.
     point = {"interval": {"startTime": stamp, "endTime": stamp},
-             "value": {"doubleValue": 1.25}}  # 375 Mbps over 3 x e2-micro (300 Mbps)
+             "value": {"distributionValue": {
+                 "count": "3", "mean": 1.65, "sumOfSquaredDeviation": 0.0,
+                 "bucketOptions": {"linearBuckets": {"numFiniteBuckets": 20, "width": 0.05, "offset": 0.0}},
+                 "bucketCounts": ["0"] * 21 + ["3"]}}}
     assert out == {"timeSeries": [{
         "metric": {"type": CPU, "labels": {}},
         "resource": {"type": "vpc_access_connector",
                      "labels": {"resource_container": PROJECT, "location": "us-central1",
                                 "connector_name": "staging-connector"}},
-        "metricKind": "GAUGE", "valueType": "DOUBLE",
+        "metricKind": "GAUGE", "valueType": "DISTRIBUTION",
         "points": [point]}]}
     assert datetime.fromisoformat(start) <= datetime.fromisoformat(stamp) <= datetime.fromisoformat(end)
 
@@ -95,7 +102,7 @@ def test_figures_drop_after_the_connector_and_sql_are_expanded(sim):
     advance(sim, 10)
     assert series(sim, SQL_FILTER) == {}
     advance(sim, 400)
-    assert value(sim, CONNECTOR_FILTER) == pytest.approx(375 / 16000, abs=1e-4)
+    assert value(sim, CONNECTOR_FILTER) == pytest.approx(495 / 16000, abs=1e-4)
     in_use = value(sim, SQL_FILTER)
     assert in_use == 143 and in_use / 300 < 0.75  # ceil(142.5): every pool now fits
 
@@ -104,9 +111,25 @@ def test_filters_select_series_and_unknown_metrics_have_no_data(sim):
     assert series(sim, f'metric.type = "{CPU}" AND resource.label.connector_name = "other"') == {}
     assert series(sim, f'metric.type="{CPU}" resource.type="vpc_access_connector"')["timeSeries"]
     assert series(sim, f'metric.type = "{BACKENDS}" AND resource.labels.region = "us-central1"')
-    assert series(sim, 'metric.type = "run.googleapis.com/request_count"') == {}
+    assert series(sim, 'metric.type = "run.googleapis.com/request_count"') == {}  # known, no data
+    with pytest.raises(HttpError) as err:  # a type that does not exist
+        series(sim, 'metric.type = "custom.googleapis.com/db/connection_time"')
+    assert err.value.status_code == 404 and "Cannot find metric(s)" in err.value.reason
     headers = series(sim, CONNECTOR_FILTER, view="HEADERS")["timeSeries"][0]
-    assert "points" not in headers and headers["valueType"] == "DOUBLE"
+    assert "points" not in headers and headers["valueType"] == "DISTRIBUTION"
+
+
+def test_aggregation_validates_the_aligner(sim):
+    out = series(sim, CONNECTOR_FILTER, aggregation_alignmentPeriod="60s",
+                 aggregation_perSeriesAligner="ALIGN_PERCENTILE_99", aggregation_crossSeriesReducer="REDUCE_MAX")
+    (ts,) = out["timeSeries"]
+    assert ts["valueType"] == "DOUBLE" and ts["points"][0]["value"] == {"doubleValue": 1.65}
+    with pytest.raises(HttpError) as err:
+        series(sim, CONNECTOR_FILTER, aggregation_alignmentPeriod="60s", aggregation_perSeriesAligner="ALIGN_MEAN")
+    assert err.value.status_code == 400 and err.value.reason.endswith(
+        "The aligner cannot be applied to metrics with kind GAUGE and value type DISTRIBUTION.")
+    mean = series(sim, SQL_FILTER, aggregation_alignmentPeriod="60s", aggregation_perSeriesAligner="ALIGN_MEAN")
+    assert mean["timeSeries"][0]["points"][0]["value"] == {"doubleValue": 100.0}
 
 
 @pytest.mark.parametrize("flt, params, field", [
@@ -115,8 +138,9 @@ def test_filters_select_series_and_unknown_metrics_have_no_data(sim):
     (f'metric.type = "{CPU}" AND foo.bar = "x"', {}, "filter"),
     (CONNECTOR_FILTER, {"interval_startTime": "2030-01-01T00:00:00Z"}, "interval.startTime"),
     (CONNECTOR_FILTER, {"interval_endTime": "yesterday"}, "interval.endTime"),
-    (CONNECTOR_FILTER, {"aggregation_perSeriesAligner": "ALIGN_MEAN"},
-     "aggregation.perSeriesAligner"),
+    (CONNECTOR_FILTER, {"aggregation_perSeriesAligner": "ALIGN_PERCENTILE_99"}, "aggregation.alignmentPeriod"),
+    (CONNECTOR_FILTER, {"secondaryAggregation_perSeriesAligner": "ALIGN_MEAN"},
+     "secondaryAggregation.perSeriesAligner"),
 ])
 def test_malformed_requests_are_invalid_argument_naming_the_field(sim, flt, params, field):
     with pytest.raises(HttpError) as err:
@@ -135,6 +159,6 @@ def test_http_faults_apply_to_time_series(sim):
     with pytest.raises(HttpError) as err:
         series(sim, CONNECTOR_FILTER)
     assert err.value.status_code == 503
-    assert value(sim, CONNECTOR_FILTER) == 1.25
+    assert value(sim, CONNECTOR_FILTER) == 1.65
     assert [f["fired"] for f in sim.admin("GET", "/_sim/faults")["faults"]
             if f["id"] == fault["id"]] == [1]

@@ -25,9 +25,11 @@ from runbook.activity_io import (
     ConnectorState,
     Diagnosis,
     HealthCheckState,
+    HttpsProxyState,
     MutationCheckpoint,
     NotifyOutcome,
     NotifyParams,
+    RedisState,
     RunServiceState,
     SecretState,
     SqlInstanceState,
@@ -36,9 +38,17 @@ from runbook.activity_io import (
 )
 from runbook.request import Targets
 
+# Which backend service each health check belongs to where the backends take health
+# checks (instance groups); a serverless NEG backend has none.
+HEALTH_CHECK_OF = {"staging-backend-service": "staging-backend-health-check",
+                   "staging-auth-service": "staging-auth-health-check"}
+SERVICE_OF = {"staging-backend-service": "netra-backend-staging",
+              "staging-auth-service": "auth-staging"}
+
 
 def default_world() -> dict[str, dict[str, Any]]:
     t = Targets()
+    vpc = {"vpc_connector": t.connector, "vpc_egress": "PRIVATE_RANGES_ONLY", "startup_probe": None}
     world: dict[str, dict[str, Any]] = {
         f"connector/{t.connector}": {"machine_type": "e2-micro", "min_instances": 2, "max_instances": 3},
         f"sql/{t.sql_instance}": {"tier": "db-custom-1-3840", "flags": {}},
@@ -47,6 +57,13 @@ def default_world() -> dict[str, dict[str, Any]]:
             "max_instances": 100, "timeout_s": 300,
             "traffic": {"netra-backend-staging-00001-abc": 50, "netra-backend-staging-00002-def": 50},
             "revisions": ["netra-backend-staging-00001-abc", "netra-backend-staging-00002-def"],
+            **vpc,
+        },
+        # seed 004: "auth-staging has incorrect VPC egress"
+        f"service/{t.auth_service}": {
+            "env": {"ENV": "staging"}, "cpu": "1", "memory": "512Mi", "min_instances": 0,
+            "max_instances": 3, "timeout_s": 300, "traffic": {"LATEST": 100},
+            "revisions": ["auth-staging-00001-aaa"], **vpc, "vpc_egress": "ALL_TRAFFIC",
         },
     }
     for hc in t.health_checks:
@@ -65,6 +82,9 @@ Injection = BaseException | Callable[[], BaseException]
 @dataclass
 class FakeCloud:
     world: dict[str, dict[str, Any]] = field(default_factory=default_world)
+    # The load balancer's backends: instance groups (health checks and timeouts apply) or
+    # serverless NEGs in front of Cloud Run (they do not: GCP_FIDELITY A1).
+    serverless: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity name, step id)
     mutations: list[str] = field(default_factory=list)  # resource keys changed, in order
     notifications: list[NotifyParams] = field(default_factory=list)
@@ -84,6 +104,15 @@ class FakeCloud:
         def comparable(world: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             return {k: v for k, v in world.items() if not k.startswith("connector/") and v}
         return comparable(self.world) == comparable(default_world())
+
+    def _backend_state(self, name: str, rec: dict[str, Any]) -> BackendServiceState:
+        if self.serverless:
+            return BackendServiceState(name=name, timeout_s=rec["timeout_s"],
+                                       backend_kind="SERVERLESS",
+                                       cloud_run_services=[SERVICE_OF.get(name, name)])
+        return BackendServiceState(name=name, timeout_s=rec["timeout_s"],
+                                   backend_kind="INSTANCE_GROUP",
+                                   health_checks=[HEALTH_CHECK_OF.get(name, "")])
 
     def step_calls(self, name: str) -> list[str]:
         return [sid for a, sid in self.calls if a == name]
@@ -180,7 +209,8 @@ class FakeCloud:
                     latest_created_revision=s["revisions"][-1], revisions=s["revisions"],
                     traffic=traffic, env=s["env"], cpu=s["cpu"], memory=s["memory"],
                     min_instances=s["min_instances"], max_instances=s["max_instances"],
-                    timeout_s=s["timeout_s"]))
+                    timeout_s=s["timeout_s"], vpc_connector=s["vpc_connector"],
+                    vpc_egress=s["vpc_egress"], startup_probe=s["startup_probe"]))
             cert = w.get(f"certificate/{p['certificate']}", {})
             return Diagnosis(
                 connector=ConnectorState(name=p["connector"], state="READY", **c),
@@ -191,8 +221,16 @@ class FakeCloud:
                 run_services=services,
                 health_checks=[HealthCheckState(name=h, **w[f"healthcheck/{h}"])
                                for h in p["health_checks"]],
-                backend_services=[BackendServiceState(name=b, **w[f"backendservice/{b}"])
+                backend_services=[cloud._backend_state(b, w[f"backendservice/{b}"])
                                   for b in p["backend_services"]],
+                topology_read=True, connector_network="staging-vpc",
+                https_proxy=HttpsProxyState(name=p["https_proxy"], exists=True,
+                                            certificates=["staging-legacy-cert"],
+                                            url_map="staging-url-map",
+                                            forwarding_rules=["staging-https-rule"],
+                                            ip_addresses=["34.120.10.20"]),
+                redis=RedisState(name=p["redis_instance"], exists=True, state="READY",
+                                 host="10.30.0.4", port=6379, authorized_network="staging-vpc"),
                 certificate=CertificateState(name=p["certificate"], exists=bool(cert),
                                              status=cert.get("status", ""),
                                              domains=cert.get("domains", [])),
@@ -218,7 +256,8 @@ class FakeCloud:
             key = f"service/{p['service']}"
             s = cloud.world[key]
             desired: dict[str, Any] = {"env": {**s["env"], **p["env"]}}
-            for f in ("cpu", "memory", "min_instances", "max_instances", "timeout_s"):
+            for f in ("cpu", "memory", "min_instances", "max_instances", "timeout_s",
+                      "startup_probe", "vpc_connector", "vpc_egress"):
                 if p.get(f) is not None:
                     desired[f] = p[f]
             if {k: s.get(k) for k in desired} != desired:
@@ -266,6 +305,10 @@ class FakeCloud:
         async def verify_infrastructure(p: dict) -> StepOutcome:
             return await cloud._read()
 
+        @activity.defn(name=act.CHECK_REDIS)
+        async def check_redis(p: dict) -> StepOutcome:
+            return await cloud._read({"state": "READY", "network": "staging-vpc"})
+
         @activity.defn(name=act.PROBE_HEALTH)
         async def probe_health(p: dict) -> StepOutcome:
             return await cloud._read({"status": 200, "latency_ms": 12})
@@ -294,6 +337,7 @@ class FakeCloud:
         return [diagnose, scale_connector, expand_sql, deploy_revision, route_traffic,
                 configure_health_check, set_backend_timeout, ensure_alert_policy,
                 ensure_certificate, delete_old_revisions, check_secrets, verify_infrastructure,
+                check_redis,
                 probe_health, probe_websocket, sample_error_rate, notify,
                 *(compensation(n) for n in _COMPENSATIONS)]
 

@@ -17,7 +17,7 @@ from tests.workflow.harness import (
     worker_for,
 )
 
-PHASE_1_REVERSIBLE_UNDO = ["route-traffic", "deploy-incident-env", "expand-sql"]
+PHASE_1_REVERSIBLE_UNDO = ["route-traffic", "deploy-incident-env", "vpc-access-auth", "expand-sql"]
 
 
 async def test_gate_reminder_escalation_then_timeout_rolls_back(time_skipping_env):
@@ -48,14 +48,15 @@ async def test_gate_reminder_escalation_then_timeout_rolls_back(time_skipping_en
     assert [c.step_id for c in report.changes_left_in_place] == ["scale-connector"]
     assert sorted(c.step_id for c in report.changes_reverted) == sorted(PHASE_1_REVERSIBLE_UNDO)
     world = default_world()
-    for key in ("sql/netra-staging-db", "service/netra-backend-staging"):
+    for key in ("sql/netra-staging-db", "service/netra-backend-staging", "service/auth-staging"):
         assert cloud.world[key] == world[key]
     assert cloud.world["connector/staging-connector"]["max_instances"] == 10
     steps = {s.id: s.status for s in st.steps}
     assert steps["scale-connector"] == StepStatus.LEFT_IN_PLACE
     assert steps["expand-sql"] == StepStatus.COMPENSATED
     assert [(e.step_id, e.action) for e in st.rollback_log] == [
-        ("route-traffic", "compensated"), ("deploy-incident-env", "compensated"),
+        ("route-traffic", "compensated"),
+        ("deploy-incident-env", "compensated"), ("vpc-access-auth", "compensated"),
         ("expand-sql", "compensated"), ("scale-connector", "left_in_place")]
     await keep_history(handle, "gate_timeout")
 

@@ -63,7 +63,7 @@ async def test_non_retryable_failure_in_phase_2_compensates_phases_1_and_2(time_
         "backend-timeout-staging-backend-service",
         "health-check-staging-auth-health-check",
         "health-check-staging-backend-health-check",
-        "configure-backend", "route-traffic", "deploy-incident-env", "expand-sql"]
+        "configure-backend", "route-traffic", "deploy-incident-env", "vpc-access-auth", "expand-sql"]
     assert cloud.restored_except_connector()
     assert [c.step_id for c in report.changes_left_in_place] == ["scale-connector"]
     assert cloud.step_calls(act.CHECK_SECRETS) == []  # nothing after the failing group ran
@@ -153,7 +153,8 @@ async def test_an_undecodable_compensation_result_does_not_stop_the_rollback(tim
     assert steps["configure-backend"] == StepStatus.COMPENSATION_FAILED
     assert steps["route-traffic"] == StepStatus.COMPENSATED
     assert steps["expand-sql"] == StepStatus.COMPENSATED
-    assert cloud.compensations()[-3:] == ["route-traffic", "deploy-incident-env", "expand-sql"]
+    assert cloud.compensations()[-4:] == ["route-traffic", "deploy-incident-env", "vpc-access-auth",
+                                          "expand-sql"]
 
 
 async def test_a_failed_step_reports_the_attempt_it_failed_on(time_skipping_env):

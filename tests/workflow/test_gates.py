@@ -90,9 +90,12 @@ async def test_reject_at_phase_3_rolls_back_and_ends_rejected(time_skipping_env)
     assert cloud.compensations() == [
         "backend-timeout-staging-auth-service", "backend-timeout-staging-backend-service",
         "health-check-staging-auth-health-check", "health-check-staging-backend-health-check",
-        "configure-backend", "route-traffic", "deploy-incident-env", "expand-sql"]
+        "configure-backend", "route-traffic", "deploy-incident-env", "vpc-access-auth", "expand-sql"]
     assert cloud.restored_except_connector()
     assert cloud.step_calls(act.ENSURE_ALERT_POLICY) == []
+    # Only the connector (irreversible) is still in force, so only it needs Terraform.
+    assert [(f.step_id, f.terraform_resource) for f in report.iac_followup] == [
+        ("scale-connector", "google_vpc_access_connector")]
     await keep_history(handle, "reject_phase_3")
 
 

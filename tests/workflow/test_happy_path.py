@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from temporalio.client import WorkflowFailureError
+
 from runbook import activity_names as act
 from runbook.status import RemediationReport, RunState, StepStatus
 from tests.workflow.doubles import FakeCloud
@@ -22,7 +25,8 @@ from tests.workflow.harness import (
 from workflows import search_attributes as sa
 
 MUTATING_STEPS = [
-    "scale-connector", "expand-sql", "deploy-incident-env", "route-traffic", "configure-backend",
+    "scale-connector", "expand-sql", "vpc-access-auth", "deploy-incident-env", "route-traffic",
+    "configure-backend",
     "health-check-staging-backend-health-check", "health-check-staging-auth-health-check",
     "backend-timeout-staging-backend-service", "backend-timeout-staging-auth-service",
     "alert-1", "alert-2", "alert-3", "alert-4", "alert-5", "ensure-certificate",
@@ -90,8 +94,73 @@ async def test_empty_input_runs_the_default_runbook(time_skipping_env):
     assert report.outcome == RunState.SUCCEEDED
     assert report.incident_id == "1278"
     sql = cloud.world["sql/netra-staging-db"]
-    assert sql == {"tier": "db-custom-2-7680", "flags": {"max_connections": "300"}}
+    # max_connections is left at the new tier's default (400), which the seeds' 300 would
+    # have lowered (GCP_FIDELITY A8).
+    assert sql == {"tier": "db-custom-2-7680", "flags": {}}
     assert cloud.world["connector/staging-connector"] == {
         "machine_type": "e2-standard-4", "min_instances": 3, "max_instances": 10}
     assert [p.budget_s for p in report.phases] == [3600] * 4
     await keep_history(handle, "empty_input")
+
+
+LOAD_BALANCER_STEPS = [
+    "health-check-staging-backend-health-check", "health-check-staging-auth-health-check",
+    "backend-timeout-staging-backend-service", "backend-timeout-staging-auth-service"]
+
+
+async def test_serverless_backends_skip_the_load_balancer_steps(time_skipping_env):
+    """Behind serverless NEGs Google refuses backend timeouts and ignores health checks:
+    the plan says so, and those steps are skipped, never attempted."""
+    env, cloud, tq = time_skipping_env, FakeCloud(serverless=True), new_queue()
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"soak": FAST_SOAK}, tq)
+        st = await until(env, handle, at_gate("phase-1"))
+        assert sorted(n.step_id for n in st.plan.not_applicable) == sorted(LOAD_BALANCER_STEPS)
+        timeout_na = next(n for n in st.plan.not_applicable
+                          if n.step_id == "backend-timeout-staging-backend-service")
+        assert "Timeout sec is not supported" in timeout_na.reason
+        assert not {c.step_id for c in st.plan.changes} & set(LOAD_BALANCER_STEPS)
+        # The startup probe and the auth service's egress are what change instead.
+        planned = {(c.step_id, c.field): c for c in st.plan.changes}
+        assert planned[("deploy-incident-env", "startupProbe")].desired["window_s"] == 480
+        assert planned[("vpc-access-auth", "vpcAccess.egress")].current == "ALL_TRAFFIC"
+        assert planned[("ensure-certificate", "sslCertificates")].desired == [
+            "staging-legacy-cert", "staging-netrasystems-ai-cert"]
+        for gate in GATES:
+            await approve_when_pending(env, handle, gate)
+        report = await handle.result()
+        st = await status(handle)
+    assert report.outcome == RunState.SUCCEEDED
+    assert cloud.step_calls(act.CONFIGURE_HEALTH_CHECK) == []
+    assert cloud.step_calls(act.SET_BACKEND_SERVICE_TIMEOUT) == []
+    skipped = {s.id: s for s in st.steps if s.status == StepStatus.SKIPPED}
+    assert sorted(skipped) == sorted(LOAD_BALANCER_STEPS)
+    assert all(s.detail.startswith("not applicable: ") for s in skipped.values())
+    assert cloud.step_calls(act.CHECK_REDIS) == ["check-redis"]
+    # Every change left in force names the Terraform edit that keeps it.
+    iac = {(f.terraform_resource, f.resource): f for f in report.iac_followup}
+    connector = iac[("google_vpc_access_connector", "staging-connector")]
+    assert "destroys and recreates" in connector.note
+    assert iac[("google_compute_target_https_proxy", "staging-https-proxy")].attributes == \
+        ["ssl_certificates"]
+    deploys = [f for f in report.iac_followup if f.step_id == "deploy-incident-env"]
+    assert deploys[0].terraform_resource == "google_cloud_run_v2_service"
+    assert "template.containers.startup_probe" in deploys[0].attributes
+    assert not any(f.terraform_resource.startswith("google_compute_health_check")
+                   for f in report.iac_followup)
+    await keep_history(handle, "serverless_happy_path")
+
+
+async def test_a_backend_timeout_asked_of_a_serverless_backend_is_refused_at_preflight(
+        time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(serverless=True), new_queue()
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"desired": {"backend_service_timeout_s": 600}}, tq)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        st = await status(handle)
+    assert info.value.cause.type == "PreflightFailed"
+    problem = next(p for p in st.plan.problems if p.field == "desired.backend_service_timeout_s")
+    assert "Timeout sec is not supported" in problem.reason
+    assert cloud.mutations == []  # nothing ran
+    await keep_history(handle, "preflight_serverless_timeout")

@@ -48,7 +48,7 @@ async def test_abort_signal_mid_step_rolls_back_including_the_interrupted_step(t
     # Interrupted after issuing its change: recorded from its checkpoint and undone.
     assert step.status == StepStatus.COMPENSATED and step.changed
     assert cloud.compensations() == ["configure-backend", "route-traffic",
-                                     "deploy-incident-env", "expand-sql"]
+                                     "deploy-incident-env", "vpc-access-auth", "expand-sql"]
     assert cloud.restored_except_connector()
     assert st.phases[1].status == "FAILED"
     await keep_history(handle, "abort_mid_step")
@@ -64,7 +64,7 @@ async def test_workflow_cancel_mid_step_still_compensates(time_skipping_env):
     assert report.outcome == RunState.ABORTED
     assert report.reason == "cancelled by workflow cancellation"
     assert cloud.compensations() == ["configure-backend", "route-traffic",
-                                     "deploy-incident-env", "expand-sql"]
+                                     "deploy-incident-env", "vpc-access-auth", "expand-sql"]
     assert cloud.restored_except_connector()
     assert [c.step_id for c in report.changes_left_in_place] == ["scale-connector"]
     await keep_history(handle, "cancel_mid_step")

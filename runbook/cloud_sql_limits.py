@@ -1,0 +1,63 @@
+"""Cloud SQL for PostgreSQL limits that depend on the tier (GCP_FIDELITY A7, A8).
+
+Pure functions, shared by the plan's preflight and the phase-1 verification. The
+simulator keeps its own copy of these rules on purpose: a rehearsal must not agree with
+the runbook just because both read the same table.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CUSTOM = re.compile(r"^db-custom-(\d+)-(\d+)$")
+_SHARED_CORE_MIB = {"db-f1-micro": 614, "db-g1-small": 1740}
+GIB = 1024
+
+
+def tier_memory_mib(tier: str) -> int | None:
+    """Memory of a tier in MiB, or None for a tier whose memory this table does not know."""
+    if tier in _SHARED_CORE_MIB:
+        return _SHARED_CORE_MIB[tier]
+    m = _CUSTOM.match(tier)
+    return int(m.group(2)) if m else None
+
+
+def default_max_connections(tier: str) -> int | None:
+    """PostgreSQL's ``max_connections`` when the flag is not set, by the tier's memory.
+
+    Source: Cloud SQL for PostgreSQL "Quotas and limits" (maximum concurrent connections).
+    Only the db-f1-micro row (25) is confirmed by a source we could read; the other rows
+    are the documented table as recalled and are marked unverified in GCP_FIDELITY A8.
+    """
+    if tier == "db-f1-micro":
+        return 25
+    if tier == "db-g1-small":
+        return 50
+    mib = tier_memory_mib(tier)
+    if mib is None:
+        return None
+    if mib < 3.75 * GIB:
+        return 25
+    if mib < 6 * GIB:
+        return 100
+    if mib < 30 * GIB:
+        return 400
+    if mib < 120 * GIB:
+        return 500
+    return 1000
+
+
+def postgres_tier_problem(tier: str, edition: str) -> str | None:
+    """Why Cloud SQL for PostgreSQL would refuse ``tier`` (GCP_FIDELITY A7), or None."""
+    if tier in _SHARED_CORE_MIB:
+        if edition == "ENTERPRISE_PLUS":
+            return f"{tier} is a shared-core tier, offered only in the ENTERPRISE edition"
+        return None
+    if _CUSTOM.match(tier):
+        return None
+    if tier.startswith("db-perf-optimized-N-"):
+        if edition != "ENTERPRISE_PLUS":
+            return f"{tier} needs the ENTERPRISE_PLUS edition (the instance is {edition or 'ENTERPRISE'})"
+        return None
+    return ("Only custom or shared-core instance Billing Tier type allowed for PostgreSQL "
+            f"database (Google's message); {tier} is neither")
