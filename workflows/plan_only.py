@@ -11,6 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.activity_calls import diagnose
+from workflows.failure_types import BUG_EXCEPTION_TYPES
 
 with workflow.unsafe.imports_passed_through():
     from runbook.default_runbook import build_runbook
@@ -19,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from runbook.request import describe_problems, request_problems
 
 
-@workflow.defn(name=PLAN_WORKFLOW_TYPE, failure_exception_types=[Exception])
+@workflow.defn(name=PLAN_WORKFLOW_TYPE, failure_exception_types=BUG_EXCEPTION_TYPES)
 class RemediationPlanWorkflow:
     @workflow.run
     async def run(self, request: Any = None) -> Plan:

@@ -20,6 +20,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.activity_calls import COMPENSATION_RETRY, call, diagnose, retry_policy
+from workflows.failure_types import BUG_EXCEPTION_TYPES
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -129,9 +130,9 @@ def _failed_attempts(err: BaseException, spec: RetrySpec) -> int:
     return 1
 
 
-# Any exception fails the run rather than its workflow task: a task retrying forever
-# looks like a hang to the on-call (core still fails the task on true nondeterminism).
-@workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[Exception])
+# A bug fails the run rather than its workflow task; nondeterminism fails only the task
+# (see workflows/failure_types.py).
+@workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=BUG_EXCEPTION_TYPES)
 class RemediationWorkflow:
     @workflow.init
     def __init__(self, request: Any = None) -> None:

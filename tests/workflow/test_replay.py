@@ -12,15 +12,38 @@ started before a deployment are still running after it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
+from runbook.messages import WORKFLOW_TYPE
+from runbook.status import RemediationReport
 from tests.workflow.harness import HISTORIES
+from workflows.failure_types import BUG_EXCEPTION_TYPES
+from workflows.remediation import RemediationWorkflow
 from worker import WORKFLOWS
+
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False, failure_exception_types=BUG_EXCEPTION_TYPES)
+class DriftedWorkflow(RemediationWorkflow):
+    """A deliberately incompatible change: it runs the steps the plan skipped."""
+
+    @workflow.init
+    def __init__(self, request: Any = None) -> None:
+        super().__init__(request)
+
+    def _selected(self, step) -> bool:
+        return True
+
+    @workflow.run
+    async def run(self, request: Any = None) -> RemediationReport:
+        return await super().run(request)
+
 
 V0 = {"happy_path", "empty_input", "gate_timeout", "hard_limit", "retry_succeeds",
       "non_retryable_phase_2", "bad_request", "preflight_refused", "gate_validation",
@@ -41,3 +64,25 @@ async def test_saved_history_replays(name):
     result = await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter
                             ).replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+def test_nondeterminism_fails_the_task_not_the_run():
+    # Failing the run on nondeterminism would end every run in flight at a bad deploy,
+    # without rollback, and make the Replayer hang instead of reporting the break.
+    from temporalio.workflow import NondeterminismError
+
+    assert not any(issubclass(NondeterminismError, t) for t in BUG_EXCEPTION_TYPES)
+    for wf in WORKFLOWS:
+        defn = wf.__temporal_workflow_definition
+        assert not any(issubclass(NondeterminismError, t) for t in defn.failure_exception_types)
+
+
+async def test_a_replay_breaking_change_is_reported_not_hung():
+    """The guard itself: a workflow that schedules the steps the saved run skipped must
+    fail replay with a nondeterminism error, promptly."""
+    path = HISTORIES / "serverless_happy_path.json"
+    history = WorkflowHistory.from_json("drifted", json.loads(path.read_text()))
+    replayer = Replayer(workflows=[DriftedWorkflow], data_converter=pydantic_data_converter,
+                        workflow_runner=UnsandboxedWorkflowRunner())
+    with pytest.raises(workflow.NondeterminismError):
+        await asyncio.wait_for(replayer.replay_workflow(history), timeout=60)
