@@ -54,6 +54,9 @@ class StackConfig:
     backend: str = "sim"
     with_worker: bool = True
     app_url: str | None = None
+    # How often the worker polls a long-running Google operation (None: the worker's
+    # default); a fast simulator needs short polls, or they dominate a rehearsal.
+    poll_interval_s: float | None = None
     start_timeout_s: float = 90.0
 
     @property
@@ -170,6 +173,8 @@ class Stack:
             env["REMEDIATION_GCP_ENDPOINT"] = cfg.sim_endpoint
         if cfg.app_url:
             env["REMEDIATION_APP_URL"] = cfg.app_url
+        if cfg.poll_interval_s is not None:
+            env["REMEDIATION_POLL_INTERVAL_S"] = str(cfg.poll_interval_s)
         return env
 
     def _start_worker(self) -> None:

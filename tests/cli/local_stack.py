@@ -25,8 +25,9 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterat
     """
     cfg = StackConfig(root=REPO, data_dir=tmp_path_factory.mktemp(name),
                       temporal_port=free_port(), ui_port=free_port(), sim_port=free_port(),
-                      # Simulated GCP operations (connector scaling, certificates) run
-                      # 50x faster; workflow timers stay real, so requests keep them short.
-                      sim_speed=50)
+                      # Simulated GCP operations (connector scaling, certificates, a
+                      # 300 s container start) run 200x faster, polled every 0.25 s;
+                      # workflow timers stay real, so requests keep them short.
+                      sim_speed=200, poll_interval_s=0.25)
     with Stack(cfg) as s:
         yield s

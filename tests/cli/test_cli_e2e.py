@@ -17,11 +17,11 @@ from devstack.stack import find_temporal
 from runbook.status import TERMINAL_STATES
 from tests.cli.local_stack import REPO
 
-# Short real-time settings: soak 30 s sampled every 10 s, quick gate reminders.
+# Short real-time settings: soak 10 s sampled every 5 s, quick gate reminders.
 REQUEST = {
     "incident_id": "1278",
     "requested_by": "oncall-sre",
-    "soak": {"window_s": 30, "sample_every_s": 10, "requests_per_sample": 5},
+    "soak": {"window_s": 10, "sample_every_s": 5, "requests_per_sample": 5},
     "approval": {"default": {"remind_after_s": 60, "escalate_after_s": 120, "timeout_s": 600}},
 }
 APPROVERS = {"phase-1": "alice", "phase-2": "bob", "phase-3": "chen", "phase-4": "dana",
