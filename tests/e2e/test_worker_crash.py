@@ -37,7 +37,7 @@ async def _wait_for(predicate, timeout: float = 60.0, every: float = 0.1):
 async def _pump_clock(sim, stop: asyncio.Event) -> None:
     """Simulated time keeps moving after the crash, faster than this slow simulator."""
     while not stop.is_set():
-        await admin(sim, "POST", "/_sim/clock/advance", {"seconds": 60})
+        await admin(sim, "POST", "/_sim/clock/advance", {"seconds": 120})
         await asyncio.sleep(0.2)
 
 
