@@ -98,26 +98,20 @@ async def set_ssl_certificates_global(p: str, name: str, request: Request):
     return await _set_ssl_certificates(p, name, request)
 
 
-# ---- network endpoint groups -----------------------------------------------------
-@router.get(ROOT + "/regions/{r}/networkEndpointGroups")
-async def list_region_negs(p: str, r: str, request: Request):
-    return list_response(get_sim(request), p, "networkEndpointGroups", "compute#networkEndpointGroupList",
-                         request, scope=f"regions/{r}")
+# ---- network endpoint groups: regional (serverless) and zonal ----------------------
+def _neg_reads(scope: str) -> None:
+    """GET one NEG and the list, under ``regions/{where}`` or ``zones/{where}``."""
+    async def get_list(p: str, where: str, request: Request):
+        return list_response(get_sim(request), p, "networkEndpointGroups", "compute#networkEndpointGroupList",
+                             request, scope=f"{scope}/{where}")
+
+    async def get_one(p: str, where: str, name: str, request: Request):
+        sim = get_sim(request)
+        return public(get_resource(sim, f"projects/{sim.project_id(p)}/{scope}/{where}/networkEndpointGroups/{name}"))
+
+    router.add_api_route(ROOT + f"/{scope}/{{where}}/networkEndpointGroups", get_list, methods=["GET"])
+    router.add_api_route(ROOT + f"/{scope}/{{where}}/networkEndpointGroups/{{name}}", get_one, methods=["GET"])
 
 
-@router.get(ROOT + "/regions/{r}/networkEndpointGroups/{name}")
-async def get_region_neg(p: str, r: str, name: str, request: Request):
-    sim = get_sim(request)
-    return public(get_resource(sim, f"projects/{sim.project_id(p)}/regions/{r}/networkEndpointGroups/{name}"))
-
-
-@router.get(ROOT + "/zones/{z}/networkEndpointGroups")
-async def list_zone_negs(p: str, z: str, request: Request):
-    return list_response(get_sim(request), p, "networkEndpointGroups", "compute#networkEndpointGroupList",
-                         request, scope=f"zones/{z}")
-
-
-@router.get(ROOT + "/zones/{z}/networkEndpointGroups/{name}")
-async def get_zone_neg(p: str, z: str, name: str, request: Request):
-    sim = get_sim(request)
-    return public(get_resource(sim, f"projects/{sim.project_id(p)}/zones/{z}/networkEndpointGroups/{name}"))
+_neg_reads("regions")
+_neg_reads("zones")

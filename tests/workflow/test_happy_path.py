@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-from temporalio.client import WorkflowFailureError
 
 from runbook import activity_names as act
 from runbook.status import RemediationReport, RunState, StepStatus
@@ -149,18 +147,3 @@ async def test_serverless_backends_skip_the_load_balancer_steps(time_skipping_en
     assert not any(f.terraform_resource.startswith("google_compute_health_check")
                    for f in report.iac_followup)
     await keep_history(handle, "serverless_happy_path")
-
-
-async def test_a_backend_timeout_asked_of_a_serverless_backend_is_refused_at_preflight(
-        time_skipping_env):
-    env, cloud, tq = time_skipping_env, FakeCloud(serverless=True), new_queue()
-    async with worker_for(env, cloud, tq):
-        handle = await start(env, {"desired": {"backend_service_timeout_s": 600}}, tq)
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        st = await status(handle)
-    assert info.value.cause.type == "PreflightFailed"
-    problem = next(p for p in st.plan.problems if p.field == "desired.backend_service_timeout_s")
-    assert "Timeout sec is not supported" in problem.reason
-    assert cloud.mutations == []  # nothing ran
-    await keep_history(handle, "preflight_serverless_timeout")

@@ -48,7 +48,7 @@ class DriftedWorkflow(RemediationWorkflow):
 V0 = {"happy_path", "empty_input", "gate_timeout", "hard_limit", "retry_succeeds",
       "non_retryable_phase_2", "bad_request", "preflight_refused", "gate_validation",
       "reject_phase_3", "abort_mid_step", "cancel_mid_step", "crash_resume"}
-EXPECTED = V0 | {"serverless_happy_path", "preflight_serverless_timeout"}
+EXPECTED = V0 | {"serverless_happy_path"}
 SAVED = [f"v0/{n}" for n in sorted(V0)] + sorted(EXPECTED)
 
 
