@@ -16,10 +16,12 @@ from typing import Any
 import google.auth
 import google_auth_httplib2
 import httplib2
+from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import run_v2, vpcaccess_v1
 from googleapiclient import discovery
+from googleapiclient.errors import HttpError
 
 from activities.settings import Settings
 
@@ -113,6 +115,35 @@ class GcpClients:
 def execute(request: Any) -> Any:
     """Run a discovery request once: Temporal's RetryPolicy owns retries."""
     return request.execute(num_retries=0)
+
+
+def or_none_on_404(fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, or None when the resource does not exist (discovery or gapic 404)."""
+    try:
+        return fn(*args)
+    except HttpError as err:
+        if err.status_code == 404:
+            return None
+        raise
+    except gexc.NotFound:
+        return None
+
+
+def get_or_none(request: Any) -> dict[str, Any] | None:
+    """Execute a discovery ``get``; None on 404."""
+    return or_none_on_404(execute, request)
+
+
+def short(name: str) -> str:
+    """The last segment of a resource name or URL."""
+    return name.rstrip("/").rsplit("/", 1)[-1] if name else ""
+
+
+def int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def list_all(collection: Any, request: Any, field: str) -> list[dict[str, Any]]:

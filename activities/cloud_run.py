@@ -22,7 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
-from activities.clients import GAPIC_TIMEOUT_S, GcpClients
+from activities.clients import GAPIC_TIMEOUT_S, GcpClients, short
 from activities.mutation import Mutation
 from activities.redaction import redact_template, unredact_template
 from activities.operations import Operations, poll
@@ -34,7 +34,6 @@ from activities.run_traffic import (
     routed_as,
     shares,
     shown,
-    short,
     traffic_of,
 )
 from runbook import activity_names
@@ -177,7 +176,7 @@ class CloudRunActivities:
                     f"it back, not {shown(wanted)}", errors.OPERATION_FAILED, m.dump(),
                     non_retryable=False)
             return True, svc, "traffic", self._routed_text(wanted, template_kept, True)
-        changed, svc = await self._redeploy(m, name, rec, existing)
+        changed, svc = await self._redeploy(m, name, rec, existing, svc)
         gone = sorted({t["revision"] for t in wanted or []} - existing)
         why = (f"recorded revision(s) {', '.join(gone)} deleted" if wanted is not None
                else "the record names no revision to route to")
@@ -194,11 +193,10 @@ class CloudRunActivities:
             text += "; template still holds the step's configuration"
         return text
 
-    async def _redeploy(self, m: Mutation, name: str, rec: dict[str, Any],
-                        existing: set[str]) -> tuple[bool, dict[str, Any]]:
+    async def _redeploy(self, m: Mutation, name: str, rec: dict[str, Any], existing: set[str],
+                        svc: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         """The fallback: send the recorded template back (a new revision) with traffic
-        that names only revisions that still exist."""
-        svc = await self._settle(m, name)
+        that names only revisions that still exist. ``svc``: the settled service."""
         traffic = redeploy_traffic(rec, existing)
         current = redact_template(template_of(svc))
         if current == rec["template"] and traffic_of(svc) == traffic \

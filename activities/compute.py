@@ -17,11 +17,10 @@ from googleapiclient.errors import HttpError
 from temporalio import activity
 
 from activities import errors
-from activities.clients import GcpClients, execute
+from activities.clients import GcpClients, execute, get_or_none
 from activities.load_balancing import (
     BACKEND_TIMEOUT_DEFAULT,
-    get_proxy,
-    proxy_ip_addresses,
+    read_topology,
     ref_key,
     set_proxy_certificates,
 )
@@ -95,6 +94,12 @@ def domain_problems(cert: dict[str, Any] | None, ips: list[str]) -> str:
             hint = f"DNS does not point at the load balancer's IP {', '.join(ips)}"
         out.append(f"{domain}: {status}" + (f" ({hint})" if hint else ""))
     return "; ".join(out)
+
+
+def attached_by_step(before: dict[str, Any], cert: str) -> bool:
+    """Whether the step attached ``cert`` (its proxy's list, recorded before, lacked it)."""
+    return bool(before.get("target_https_proxy")) and cert not in {
+        ref_key(x) for x in before.get("proxy_certificates", [])}
 
 
 class ComputeActivities:
@@ -205,13 +210,7 @@ class ComputeActivities:
     # -- managed certificate ------------------------------------------------------------
 
     def _get_cert(self, project: str, name: str) -> dict[str, Any] | None:
-        try:
-            return execute(self._api().sslCertificates().get(project=project,
-                                                             sslCertificate=name))
-        except HttpError as err:
-            if err.status_code == 404:
-                return None
-            raise
+        return get_or_none(self._api().sslCertificates().get(project=project, sslCertificate=name))
 
     async def _insert_cert(self, m: Mutation, p: CertificateParams) -> dict[str, Any]:
         body = {"name": p.certificate, "type": "MANAGED",
@@ -244,10 +243,9 @@ class ComputeActivities:
         await self.ops.compute_global(project, op["name"], m)
 
     def _proxy_links(self, project: str, proxy: str) -> list[str]:
-        found = get_proxy(self.clients, project, proxy)
-        if found is None:
-            raise errors.app_error(f"target HTTPS proxy {proxy} not found in {project}",
-                                   errors.NOT_FOUND, non_retryable=True)
+        # A missing proxy is a 404: the error map makes it a non-retryable NotFound.
+        found = execute(self._api().targetHttpsProxies().get(project=project,
+                                                            targetHttpsProxy=proxy))
         return list(found.get("sslCertificates", []))
 
     @activity.defn(name=activity_names.ENSURE_CERTIFICATE)
@@ -292,8 +290,8 @@ class ComputeActivities:
                     interval_s=self.ops.interval_s, heartbeat=m.heartbeat,
                     what=f"certificate {resource} ACTIVE", timeout_s=p.wait_active_s)
             except PollTimeout as timeout:
-                ips = await asyncio.to_thread(proxy_ip_addresses, self.clients, p.project,
-                                              proxy) if proxy else []
+                ips = (await asyncio.to_thread(read_topology, self.clients, p.project, proxy)
+                       )[1].ip_addresses if proxy else []
                 status = cert_record(timeout.last or None)
                 raise errors.step_failed(
                     f"ensure certificate {resource}: still {status.get('status')} after "
@@ -315,8 +313,7 @@ class ComputeActivities:
                              detail=f"{resource}: ACTIVE for {', '.join(after['domains'])}"
                                     + (f", served by {proxy}" if proxy else ""),
                              data={"created": not before.get("exists", True),
-                                   "attached": bool(proxy) and own not in
-                                   {ref_key(x) for x in before.get("proxy_certificates", [])}})
+                                   "attached": attached_by_step(before, own)})
 
     @activity.defn(name=activity_names.DELETE_CERTIFICATE)
     async def delete_certificate(self, inp: CompensationInput) -> StepOutcome:
@@ -328,8 +325,7 @@ class ComputeActivities:
         async with Mutation("delete certificate", resource) as m:
             # Only what the forward step did is undone: a certificate that existed before
             # the run belongs to someone else, and so does one already on the proxy.
-            attached = bool(proxy) and resource not in {
-                ref_key(x) for x in before.get("proxy_certificates", [])}
+            attached = attached_by_step(before, resource)
             if not inp.outcome.changed or not (created or attached):
                 return m.outcome(current_before={}, after={}, changed=False,
                                  detail=f"{resource} existed before {inp.step_id}; kept")

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from googleapiclient.errors import HttpError
 from temporalio import activity
 
-from activities.clients import GcpClients, execute
-from activities.cloud_run import LATEST, list_revisions, read_service, rollout, service_name, short
+from activities.clients import GcpClients, execute, int_or_none, or_none_on_404, short
+from activities.cloud_run import LATEST, list_revisions, read_service, rollout, service_name
 from activities.compute import cert_record, hc_record
 from activities.load_balancing import read_backend_service, read_topology
 from activities.memorystore import read_redis, redis_name
@@ -39,24 +37,6 @@ from runbook.activity_io import (
     SqlInstanceState,
     TrafficSplit,
 )
-
-
-def _or_none_on_404(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except HttpError as err:
-        if err.status_code == 404:
-            return None
-        raise
-    except gexc.NotFound:
-        return None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class DiagnoseActivities:
@@ -87,14 +67,15 @@ class DiagnoseActivities:
         return SqlInstanceState(
             name=inst.get("name", instance), state=inst.get("state", ""),
             database_version=version, tier=settings.get("tier", ""),
+            edition=settings.get("edition", ""),
             flags={f["name"]: str(f.get("value", "")) for f in settings.get("databaseFlags", [])},
-            max_connections_min=_int(max_conn.get("minValue")),
-            max_connections_max=_int(max_conn.get("maxValue")),
+            max_connections_min=int_or_none(max_conn.get("minValue")),
+            max_connections_max=int_or_none(max_conn.get("maxValue")),
         )
 
     def _service(self, project: str, region: str, service: str) -> RunServiceState | None:
         name = service_name(project, region, service)
-        svc = _or_none_on_404(read_service, self.clients, name)
+        svc = or_none_on_404(read_service, self.clients, name)
         if svc is None:
             return None
         revisions = list_revisions(self.clients, name)
@@ -116,7 +97,7 @@ class DiagnoseActivities:
 
     def _health_check(self, project: str, name: str) -> HealthCheckState | None:
         api = self.clients.discovery("compute")
-        hc = _or_none_on_404(lambda: execute(api.healthChecks().get(project=project,
+        hc = or_none_on_404(lambda: execute(api.healthChecks().get(project=project,
                                                                    healthCheck=name)))
         if hc is None:
             return None
@@ -131,7 +112,7 @@ class DiagnoseActivities:
 
     def _certificate(self, project: str, name: str) -> CertificateState:
         api = self.clients.discovery("compute")
-        cert = _or_none_on_404(lambda: execute(api.sslCertificates().get(
+        cert = or_none_on_404(lambda: execute(api.sslCertificates().get(
             project=project, sslCertificate=name)))
         rec = cert_record(cert)
         return CertificateState(name=name, exists=rec["exists"], status=rec.get("status", ""),

@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from googleapiclient.errors import HttpError
 
-from activities.clients import GcpClients, execute, list_all
+from activities.clients import GcpClients, execute, get_or_none, list_all, short
 from runbook.activity_io import (
     BackendKind,
     BackendServiceState,
@@ -50,21 +49,8 @@ def ref_key(url: str) -> str:
     return url[i:] if i >= 0 else url
 
 
-def short(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1] if url else ""
-
-
 def _api(clients: GcpClients) -> Any:
     return clients.discovery("compute")
-
-
-def _get_or_none(request: Any) -> dict[str, Any] | None:
-    try:
-        return execute(request)
-    except HttpError as err:
-        if err.status_code == 404:
-            return None
-        raise
 
 
 # -- backend services and their groups ------------------------------------------------
@@ -101,7 +87,7 @@ def group_kind(clients: GcpClients, group: str) -> tuple[BackendKind, str]:
 def read_backend_service(clients: GcpClients, project: str,
                          name: str) -> BackendServiceState | None:
     """A backend service with what serves it; None when it does not exist."""
-    bs = _get_or_none(_api(clients).backendServices().get(project=project, backendService=name))
+    bs = get_or_none(_api(clients).backendServices().get(project=project, backendService=name))
     if bs is None:
         return None
     groups = [b["group"] for b in bs.get("backends", []) if b.get("group")]
@@ -151,11 +137,6 @@ def url_map_services(url_map: dict[str, Any]) -> list[str]:
     return [short(link) for link in links]
 
 
-def get_proxy(clients: GcpClients, project: str, name: str) -> dict[str, Any] | None:
-    return _get_or_none(_api(clients).targetHttpsProxies().get(project=project,
-                                                               targetHttpsProxy=name))
-
-
 def set_proxy_certificates(clients: GcpClients, project: str, name: str, links: list[str],
                            request_id: str) -> dict[str, Any]:
     """``setSslCertificates`` replaces the proxy's whole list; returns the global operation.
@@ -199,13 +180,3 @@ def read_topology(clients: GcpClients, project: str, https_proxy: str | None,
             forwarding_rules=[lb.forwarding_rule for lb in fronting],
             ip_addresses=[lb.ip_address for lb in fronting])
     return lbs, state
-
-
-def proxy_ip_addresses(clients: GcpClients, project: str, proxy: str) -> list[str]:
-    """IP addresses of the global forwarding rules that target ``proxy``."""
-    api = _api(clients)
-    rules = list_all(api.globalForwardingRules(),
-                     api.globalForwardingRules().list(project=project), "items")
-    return [r.get("IPAddress", "") for r in rules
-            if (parse_ref(r.get("target", "")) or {}).get("name") == proxy
-            and (parse_ref(r.get("target", "")) or {}).get("collection") == "targetHttpsProxies"]

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from googleapiclient.errors import HttpError
 from temporalio import activity
 
 from activities import errors
-from activities.clients import GcpClients, execute
-from activities.cloud_run import read_service, service_name, short
+from activities.clients import GcpClients, get_or_none, or_none_on_404, short
+from activities.cloud_run import read_service, service_name
+from activities.run_template import config_view
 from activities.mutation import guarded, read_outcome
 from activities.vpc_access import connector_name, connector_network, read_connector
 from runbook import activity_names
@@ -30,13 +29,10 @@ def redis_name(project: str, region: str, instance: str) -> str:
 def read_redis(clients: GcpClients, project: str, region: str, instance: str) -> RedisState:
     """The instance's state; ``exists=False`` on 404."""
     api = clients.discovery("redis")
-    try:
-        inst = execute(api.projects().locations().instances().get(
-            name=redis_name(project, region, instance)))
-    except HttpError as err:
-        if err.status_code == 404:
-            return RedisState(name=instance, exists=False)
-        raise
+    inst = get_or_none(api.projects().locations().instances().get(
+        name=redis_name(project, region, instance)))
+    if inst is None:
+        return RedisState(name=instance, exists=False)
     return RedisState(name=instance, exists=True, state=str(inst.get("state", "")),
                       host=str(inst.get("host", "")), port=int(inst.get("port") or 0),
                       authorized_network=short(str(inst.get("authorizedNetwork", ""))))
@@ -44,11 +40,8 @@ def read_redis(clients: GcpClients, project: str, region: str, instance: str) ->
 
 def _service_connector(clients: GcpClients, name: str) -> str | None:
     """Short name of a service's template connector ("" for none); None if no service."""
-    try:
-        svc = read_service(clients, name)
-    except gexc.NotFound:
-        return None
-    return short(str(svc.get("template", {}).get("vpcAccess", {}).get("connector", "")))
+    svc = or_none_on_404(read_service, clients, name)
+    return None if svc is None else config_view(svc.get("template", {}))["vpc_connector"]
 
 
 class MemorystoreActivities:

@@ -69,11 +69,14 @@ def policy_body(p: AlertPolicyParams, channels: list[str]) -> dict[str, Any]:
     # names it, since only the runbook knows which metric it watches.
     aggregation: dict[str, Any] = {"alignmentPeriod": "60s", "perSeriesAligner": p.aligner}
     reducer = cross_series_reducer(p.aligner)
-    if reducer:
+    if ratio and reducer:
+        # Numerator and denominator are summed per service, so the ratio is per service.
         aggregation["crossSeriesReducer"] = reducer
-        if ratio:
-            # Numerator and denominator are summed per service, so the ratio is per service.
-            aggregation["groupByFields"] = ["resource.label.service_name"]
+        aggregation["groupByFields"] = ["resource.label.service_name"]
+    elif reducer == "REDUCE_MAX":
+        # An order statistic is judged on the worst series. Any other plain threshold is
+        # judged per series: summing would add up the means of different resources.
+        aggregation["crossSeriesReducer"] = reducer
     threshold: dict[str, Any] = {
         "filter": p.metric_filter, "aggregations": [aggregation],
         "comparison": p.comparison, "thresholdValue": p.threshold,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from activities.clients import short
+
 from runbook.activity_io import DeployRevisionParams, StartupProbe
 
 DEFAULT_MAX_INSTANCES = 100
@@ -25,10 +27,6 @@ _EGRESS = {1: "ALL_TRAFFIC", 2: "PRIVATE_RANGES_ONLY", "1": "ALL_TRAFFIC",
 # period 10 s, failure threshold 3, no initial delay (run_v2 Probe reference).
 _PROBE_DEFAULTS = {"initialDelaySeconds": 0, "timeoutSeconds": 1, "periodSeconds": 10,
                    "failureThreshold": 3}
-
-
-def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1] if name else ""
 
 
 def _container(tpl: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +88,7 @@ def config_view(tpl: dict[str, Any]) -> dict[str, Any]:
     scaling = tpl.get("scaling", {})
     timeout = str(tpl.get("timeout", f"{DEFAULT_TIMEOUT_S}s"))
     vpc = tpl.get("vpcAccess") or {}
-    connector = _short(str(vpc.get("connector", "")))
+    connector = short(str(vpc.get("connector", "")))
     return {
         "env": {e["name"]: e.get("value", "") for e in c.get("env", [])
                 if "name" in e and "valueSource" not in e},  # secret refs are not values

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from activities.clients import short
+
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-
-
-def short(name: str) -> str:
-    return name.rsplit("/", 1)[-1] if name else ""
 
 
 def traffic_of(svc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -50,7 +48,7 @@ def shares(entries: list[dict[str, Any]]) -> dict[str, int]:
 def routed_as(svc: dict[str, Any], wanted: list[dict[str, Any]]) -> bool:
     """The service's traffic is pinned to ``wanted`` and ``trafficStatuses`` shows exactly
     those revisions serving those percentages."""
-    spec = [t for t in svc.get("traffic", [])]
+    spec = svc.get("traffic", [])
     pinned = all(t.get("type") == REVISION for t in spec) and \
         sorted((short(t.get("revision", "")), int(t.get("percent", 0)), t.get("tag", ""))
                for t in spec) == \

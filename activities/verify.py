@@ -15,20 +15,13 @@ from typing import Any
 from temporalio import activity
 
 from activities import errors
-from activities.clients import GcpClients, execute, list_all
+from activities.clients import GcpClients, execute, int_or_none, list_all
 from activities.cloud_run import read_service, rollout, service_name
 from activities.mutation import guarded, read_outcome
 from activities.vpc_access import connector_name, read_connector
 from runbook import activity_names
 from runbook.activity_io import StepOutcome, VerifyInfrastructureParams
 from runbook.cloud_sql_limits import default_max_connections
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # Cloud Monitoring metrics for RUNBOOK phase 1's success criteria.
@@ -50,7 +43,7 @@ def _point_value(point: dict[str, Any]) -> float | None:
     if "int64Value" in value:
         return float(int(value["int64Value"]))
     dist = value.get("distributionValue")
-    if dist is not None and _int(dist.get("count")):
+    if dist is not None and int_or_none(dist.get("count")):
         # The real cpu/utilizations is a distribution over the connector's instances: its
         # mean is the average instance's CPU use.
         return float(dist.get("mean", 0.0))
@@ -118,7 +111,7 @@ class VerifyActivities:
         flags = {f.get("name"): f.get("value")
                  for f in sql.get("settings", {}).get("databaseFlags", [])}
         tier = sql.get("settings", {}).get("tier", "")
-        max_conn = _int(flags.get("max_connections"))
+        max_conn = int_or_none(flags.get("max_connections"))
         limit_source = "flag"
         if not max_conn:
             # Without the flag PostgreSQL runs on the tier's default, which the API does

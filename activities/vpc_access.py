@@ -9,7 +9,7 @@ from google.cloud import vpcaccess_v1
 from temporalio import activity
 
 from activities import errors
-from activities.clients import GAPIC_TIMEOUT_S, GcpClients, execute
+from activities.clients import GAPIC_TIMEOUT_S, GcpClients, execute, short
 from activities.mutation import Mutation
 from activities.operations import Operations, poll
 from runbook import activity_names
@@ -44,14 +44,14 @@ def connector_network(clients: GcpClients, project: str, region: str,
     """Short name of the VPC network a connector (as ``read_connector`` returns it) sits
     on: its ``network``, or else the network of the subnet it was created on."""
     if connector.get("network"):
-        return str(connector["network"]).rsplit("/", 1)[-1]
+        return short(str(connector["network"]))
     subnet = connector.get("subnet") or {}
     if not subnet.get("name"):
         return ""
     sub = execute(clients.discovery("compute").subnetworks().get(
         project=subnet.get("projectId") or project, region=region,
         subnetwork=subnet["name"]))
-    return str(sub.get("network", "")).rsplit("/", 1)[-1]
+    return short(str(sub.get("network", "")))
 
 
 def _size(connector: dict[str, Any]) -> dict[str, Any]:

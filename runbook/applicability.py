@@ -29,7 +29,6 @@ UNATTACHED_HEALTH_CHECK = (
     "health check {hc} is attached to no backend service of the load balancer: the backends "
     "are serverless NEGs, which do not support health checks, so changing it has no effect "
     "on traffic. The Cloud Run startup probe (deploy-incident-env) decides readiness instead")
-MISSING_BACKEND = "backend service {bs} was not found, so there is nothing to change"
 
 
 class NotApplicable(BaseModel):
@@ -44,12 +43,9 @@ def not_applicable(step: StepSpec, diag: Diagnosis) -> NotApplicable | None:
         return None
     p = step.params
     if step.activity == act.SET_BACKEND_SERVICE_TIMEOUT:
+        # A target backend service that is missing is a preflight problem, not a skip.
         bs = next((b for b in diag.backend_services if b.name == p["backend_service"]), None)
-        if bs is None:
-            return NotApplicable(step_id=step.id, resource=p["backend_service"],
-                                 reason=MISSING_BACKEND.format(bs=p["backend_service"]),
-                                 source="diagnosis")
-        if bs.backend_kind == "SERVERLESS":
+        if bs is not None and bs.backend_kind == "SERVERLESS":
             return NotApplicable(step_id=step.id, resource=bs.name, reason=SERVERLESS_TIMEOUT.format(
                 bs=bs.name, services=", ".join(bs.cloud_run_services) or "Cloud Run"))
     if step.activity == act.CONFIGURE_HEALTH_CHECK:

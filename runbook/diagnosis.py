@@ -45,8 +45,8 @@ class SqlInstanceState(BaseModel):
     tier: str
     flags: dict[str, str] = Field(default_factory=dict)
     edition: str = ""  # settings.edition: ENTERPRISE | ENTERPRISE_PLUS ("" when not read)
-    # What the API accepts, read at runtime (tiers.list, flags.list) for preflight.
-    available_tiers: list[str] = Field(default_factory=list)
+    # The max_connections range flags.list reports, for preflight. (tiers.list is not
+    # read: GCP_FIDELITY A9; older diagnoses' available_tiers is ignored on parse.)
     max_connections_min: int | None = None
     max_connections_max: int | None = None
 

@@ -244,6 +244,12 @@ def _load_balancer_problems(req: RemediationRequest, diag: Diagnosis) -> list[Pr
                     "not supported for a backend service with Serverless network endpoint "
                     "groups' (the timeout is fixed at 60 minutes); remove the field, or set "
                     "desired.backend_timeout_s (Cloud Run's request timeout) instead")))
+    found = {b.name for b in diag.backend_services}
+    missing = [b for b in req.targets.backend_services if b not in found]
+    if missing:
+        problems.append(PreflightProblem(
+            field="targets.backend_services",
+            reason=f"backend service(s) not found: {', '.join(missing)}"))
     proxy = diag.https_proxy
     if proxy is not None and not proxy.exists:
         problems.append(PreflightProblem(

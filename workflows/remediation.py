@@ -16,26 +16,20 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.activity_calls import COMPENSATION_RETRY, call, diagnose, retry_policy
+from workflows.activity_calls import call, diagnose, retry_policy
 from workflows.failure_types import BUG_EXCEPTION_TYPES
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from runbook import activity_names as act
     from runbook.activity_io import (
-        CompensationInput,
-        ErrorRateSample,
-        MutationCheckpoint,
         NotifyOutcome,
         NotifyParams,
         StepOutcome,
     )
     from runbook.default_runbook import GCP_FIDELITY_PATCH, build_runbook
-    from runbook.definition import GateSpec, PhaseSpec, RetrySpec, StepSpec
+    from runbook.definition import GateSpec, PhaseSpec, StepSpec
     from runbook.messages import (
         QUERY_STATUS,
         SIGNAL_ABORT,
@@ -59,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         IgnoredMessage,
         PhaseRecord,
         RemediationReport,
-        RollbackEntry,
         RunState,
         RunStatus,
         StepRecord,
@@ -70,65 +63,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gate_rules import approval_problem, rejection_problem
     from workflows.report import build_report
     from workflows.step_selection import skip_reason
-
-class _Stop(Exception):
-    """A decision (reject, abort, gate timeout) that ends the run with a rollback."""
-
-    def __init__(self, state: RunState, reason: str) -> None:
-        super().__init__(reason)
-        self.state = state
-        self.reason = reason
-
-
-class _PhaseFailed(Exception):
-    pass
-
-
-def _error_text(err: BaseException) -> str:
-    """The typed error an activity raised (its ApplicationError, not the library
-    exception kept as its cause), else the innermost cause."""
-    cause: BaseException | None = err
-    while cause is not None and not isinstance(cause, ApplicationError):
-        cause = getattr(cause, "cause", None)
-    if cause is None:
-        cause = err
-        while getattr(cause, "cause", None) is not None:
-            cause = cause.cause  # type: ignore[assignment]
-    kind = getattr(cause, "type", None) or type(cause).__name__
-    # str() of an ApplicationError already starts with its type; use the bare message.
-    message = getattr(cause, "message", None) or str(cause)
-    return f"{kind}: {message}" if message else kind
-
-
-def _failure_details(err: BaseException) -> list[Any]:
-    """Details an activity attached to its failure (or its last heartbeat on timeout)."""
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, ApplicationError):
-        return list(cause.details)
-    if isinstance(cause, TemporalTimeoutError):
-        return list(cause.last_heartbeat_details)
-    return []
-
-
-def _checkpoint(err: BaseException) -> MutationCheckpoint | None:
-    for d in _failure_details(err):
-        if isinstance(d, dict) and "before" in d and "resource" in d:
-            try:
-                return MutationCheckpoint.model_validate(d)
-            except ValidationError:
-                return None
-    return None
-
-
-def _failed_attempts(err: BaseException, spec: RetrySpec) -> int:
-    for d in _failure_details(err):
-        if isinstance(d, dict) and isinstance(d.get("attempt"), int):
-            return d["attempt"]
-    if isinstance(err, ActivityError) and err.retry_state is not None and \
-            err.retry_state.name == "MAXIMUM_ATTEMPTS_REACHED":
-        return spec.maximum_attempts
-    return 1
-
+from workflows.saga import compensate
+from workflows.soak import soak
+from workflows.step_errors import (
+    PhaseFailed,
+    PlanRefused,
+    Stop,
+    checkpoint_of,
+    error_text,
+    failed_attempts,
+    parse_payload,
+)
 
 # A bug fails the run rather than its workflow task; nondeterminism fails only the task
 # (see workflows/failure_types.py).
@@ -203,21 +148,21 @@ class RemediationWorkflow:
             revisions_left = await self._cleanup()
             self._finish(RunState.SUCCEEDED, "remediation complete")
             return await self._conclude(revisions_left)
-        except _Stop as stop:
+        except Stop as stop:
             await self._rollback(stop.state, stop.reason)
         except asyncio.CancelledError:
             await self._stop_phase_task()
             by = self._abort.by if self._abort else "workflow cancellation"
             await self._rollback(RunState.ABORTED, f"cancelled by {by}")
-        except _PlanRefused as refused:
+        except PlanRefused as refused:
             self._finish(RunState.FAILED, str(refused))
             raise ApplicationError(str(refused), *refused.details, type=refused.type,
                                    non_retryable=True) from None
-        except _PhaseFailed as failed:
+        except PhaseFailed as failed:
             await self._rollback(RunState.ROLLED_BACK, str(failed))
         except Exception as err:  # noqa: BLE001 - any failure must still roll back
             await self._stop_phase_task()
-            await self._rollback(RunState.ROLLED_BACK, f"failed: {_error_text(err)}")
+            await self._rollback(RunState.ROLLED_BACK, f"failed: {error_text(err)}")
         return await self._conclude([])
 
     async def _conclude(self, revisions_left: list[str]) -> RemediationReport:
@@ -267,13 +212,13 @@ class RemediationWorkflow:
             diag = await diagnose(req, f"Diagnose {req.targets.project}: connector, SQL, "
                                        "services, LB, secrets, certificate (read-only)")
         except (ActivityError, ApplicationError) as err:
-            raise _PlanRefused(f"DiagnoseFailed: {_error_text(err)}", type="DiagnoseFailed") from err
+            raise PlanRefused(f"DiagnoseFailed: {error_text(err)}", type="DiagnoseFailed") from err
         plan = build_plan(req, self._book, diag)
         self._status.plan = plan
         self._publish()
         if plan.problems:
             reason = describe_problems(plan.problems)
-            raise _PlanRefused(f"PreflightFailed: {reason}",
+            raise PlanRefused(f"PreflightFailed: {reason}",
                                [p.model_dump() for p in plan.problems], type="PreflightFailed")
 
     # ---------------------------------------------------------------- gates --------------
@@ -281,7 +226,7 @@ class RemediationWorkflow:
     async def _await_gate(self, spec: GateSpec, chain: list[str], phase: int | None) -> None:
         """Wait for a gate's approval with reminder, escalation and timeout on timers.
 
-        Rejection, abort and timeout raise ``_Stop`` (the cleanup gate's caller turns a
+        Rejection, abort and timeout raise ``Stop`` (the cleanup gate's caller turns a
         rejection or timeout into a skip)."""
         g = self._gates[spec.id]
         now = workflow.now()
@@ -329,11 +274,11 @@ class RemediationWorkflow:
         if self._abort is not None:
             raise self._aborted()
         if g.status == "REJECTED":
-            raise _Stop(RunState.REJECTED, f"gate {g.id} rejected by {g.rejected_by}: {g.reject_reason}")
-        raise _Stop(RunState.TIMED_OUT, f"gate {g.id} timed out after {spec.timeout_s}s")
+            raise Stop(RunState.REJECTED, f"gate {g.id} rejected by {g.rejected_by}: {g.reject_reason}")
+        raise Stop(RunState.TIMED_OUT, f"gate {g.id} timed out after {spec.timeout_s}s")
 
-    def _aborted(self) -> _Stop:
-        return _Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}")
+    def _aborted(self) -> Stop:
+        return Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}")
 
     def _approval_problem(self, msg: GateApproval) -> str | None:
         plan = self._status.plan
@@ -371,7 +316,7 @@ class RemediationWorkflow:
 
     @approve_gate.validator
     def _validate_approve(self, payload: dict[str, Any]) -> None:
-        msg = _parse(GateApproval, payload)
+        msg = parse_payload(GateApproval, payload)
         problem = self._approval_problem(msg)
         if problem:
             raise ValueError(problem)
@@ -382,7 +327,7 @@ class RemediationWorkflow:
 
     @reject_gate.validator
     def _validate_reject(self, payload: dict[str, Any]) -> None:
-        msg = _parse(GateRejection, payload)
+        msg = parse_payload(GateRejection, payload)
         problem = rejection_problem(self._gates.get(msg.gate), msg)
         if problem:
             raise ValueError(problem)
@@ -390,7 +335,7 @@ class RemediationWorkflow:
     @workflow.signal(name=SIGNAL_APPROVE, description='{"gate": "phase-1", "approver": "alice"}')
     def approve(self, payload: Any) -> None:
         try:
-            msg = _parse(GateApproval, payload)
+            msg = parse_payload(GateApproval, payload)
         except ValueError as err:
             return self._ignore(SIGNAL_APPROVE, payload, str(err))
         problem = self._approval_problem(msg)
@@ -401,7 +346,7 @@ class RemediationWorkflow:
     @workflow.signal(name=SIGNAL_REJECT, description='{"gate": "phase-1", "approver": "alice", "reason": "..."}')
     def reject(self, payload: Any) -> None:
         try:
-            msg = _parse(GateRejection, payload)
+            msg = parse_payload(GateRejection, payload)
         except ValueError as err:
             return self._ignore(SIGNAL_REJECT, payload, str(err))
         problem = rejection_problem(self._gates.get(msg.gate), msg)
@@ -412,7 +357,7 @@ class RemediationWorkflow:
     @workflow.signal(name=SIGNAL_ABORT, description='{"by": "alice", "reason": "..."}')
     def abort(self, payload: Any) -> None:
         try:
-            msg = _parse(AbortRequest, payload)
+            msg = parse_payload(AbortRequest, payload)
         except ValueError as err:
             return self._ignore(SIGNAL_ABORT, payload, str(err))
         if self._abort is not None or self._status.state in (RunState.ROLLING_BACK, *TERMINAL_STATES):
@@ -465,7 +410,7 @@ class RemediationWorkflow:
                                    f"Phase {phase.number} hit its hard limit",
                                    f"{phase.title} ran past {phase.hard_limit_s}s; rolling back.",
                                    phase=phase.number)
-                raise _PhaseFailed(f"phase {phase.number} exceeded its hard limit of {phase.hard_limit_s}s")
+                raise PhaseFailed(f"phase {phase.number} exceeded its hard limit of {phase.hard_limit_s}s")
             rec.budget_breached = True
             await self._notify(level, recipient, f"Phase {phase.number} over budget",
                                f"{phase.title} ({phase.owner}) has run past its budget of "
@@ -481,7 +426,7 @@ class RemediationWorkflow:
                 raise self._aborted() from None
             if isinstance(err, asyncio.CancelledError):
                 raise
-            raise _PhaseFailed(f"phase {phase.number} failed: {_error_text(err)}") from err
+            raise PhaseFailed(f"phase {phase.number} failed: {error_text(err)}") from err
         rec.status = "SUCCEEDED"
         self._close_phase(rec)
 
@@ -535,7 +480,8 @@ class RemediationWorkflow:
             entry_index = len(self._applied) - 1
         try:
             if step.kind == "soak":
-                outcome = await self._soak(step, phase)
+                outcome = await soak(step, phase.soak, self._status.phases[phase.number - 1],
+                                     self._publish)
             else:
                 outcome = await call(
                     step.activity, step.params, StepOutcome,
@@ -546,9 +492,9 @@ class RemediationWorkflow:
                     activity_id=step.id, summary=step.summary)
         except BaseException as err:
             rec.status = StepStatus.FAILED
-            rec.error = "cancelled" if isinstance(err, asyncio.CancelledError) else _error_text(err)
-            rec.attempts = _failed_attempts(err, step.retry)
-            checkpoint = _checkpoint(err)
+            rec.error = "cancelled" if isinstance(err, asyncio.CancelledError) else error_text(err)
+            rec.attempts = failed_attempts(err, step.retry)
+            checkpoint = checkpoint_of(err)
             if checkpoint is not None and entry_index is not None:
                 # The step issued its mutation before failing: record what it replaced.
                 rec.changed, rec.before, rec.resource = True, checkpoint.before, checkpoint.resource
@@ -571,41 +517,6 @@ class RemediationWorkflow:
         rec.duration_s = (rec.finished_at - rec.started_at).total_seconds()
         self._publish()
 
-    async def _soak(self, step: StepSpec, phase: PhaseSpec) -> StepOutcome:
-        """Zero 503 for a continuous window, sampled on durable timers. Any 503 (or an
-        error rate over the limit) restarts the window; the phase budget still applies."""
-        soak = phase.soak
-        rec = self._status.phases[phase.number - 1]
-        clean_since = workflow.now()
-        rec.soak_clean_since = clean_since
-        window_requests = window_errors = 0
-        while True:
-            result: StepOutcome = await call(
-                step.activity, step.params, StepOutcome,
-                start_to_close_timeout=step.start_to_close,
-                retry_policy=retry_policy(step.retry),
-                summary=f"Soak sample {rec.soak_samples + 1}: GET {step.params.get('path')}")
-            sample = ErrorRateSample.model_validate(result.data)
-            rec.soak_samples += 1
-            window_requests += sample.requests
-            window_errors += sample.errors_503 + sample.errors_other
-            rate = window_errors / window_requests if window_requests else 0.0
-            if sample.errors_503 or rate > soak.max_error_rate:
-                rec.soak_restarts += 1
-                clean_since = workflow.now()
-                rec.soak_clean_since = clean_since
-                window_requests = window_errors = 0
-            clean_for = (workflow.now() - clean_since).total_seconds()
-            if clean_for >= soak.window_s and rec.soak_samples > rec.soak_restarts:
-                return StepOutcome(
-                    changed=False, detail=f"{clean_for:.0f}s without 503 over "
-                                          f"{rec.soak_samples} samples ({rec.soak_restarts} restarts)",
-                    data={"samples": rec.soak_samples, "restarts": rec.soak_restarts,
-                          "window_error_rate": rate})
-            self._publish()
-            await workflow.sleep(min(soak.sample_every_s, max(1, soak.window_s - clean_for)),
-                                 summary=f"soak: {clean_for:.0f}/{soak.window_s}s clean")
-
     # -------------------------------------------------------------- cleanup --------------
 
     async def _cleanup(self) -> list[str]:
@@ -615,7 +526,7 @@ class RemediationWorkflow:
         rec = self._steps[spec.step.id]
         try:
             await self._await_gate(spec.gate, spec.escalation, None)
-        except _Stop as stop:
+        except Stop as stop:
             if stop.state == RunState.ABORTED:
                 raise
             rec.status, rec.detail = StepStatus.SKIPPED, stop.reason
@@ -624,7 +535,7 @@ class RemediationWorkflow:
             await self._run_step(spec.step, None)
         except (ActivityError, ApplicationError) as err:
             # The remediation itself succeeded; a failed cleanup must not undo it.
-            rec.detail = f"cleanup failed: {_error_text(err)}"
+            rec.detail = f"cleanup failed: {error_text(err)}"
             return await self._old_revisions()
         return []  # the step deleted every revision that does not serve
 
@@ -649,38 +560,7 @@ class RemediationWorkflow:
             if ph.status == "RUNNING":  # interrupted by a cancellation mid-phase
                 ph.status = "FAILED"
                 self._close_phase(ph)
-        failures = 0
-        for step, rec, outcome in reversed(self._applied):
-            now = workflow.now()
-            if outcome is None or not outcome.changed:
-                self._status.rollback_log.append(RollbackEntry(
-                    at=now, step_id=step.id, action="nothing_to_undo",
-                    detail="the step changed nothing"))
-                continue
-            if not step.reversible or step.compensation is None:
-                rec.status = StepStatus.LEFT_IN_PLACE
-                self._status.rollback_log.append(RollbackEntry(
-                    at=now, step_id=step.id, action="left_in_place",
-                    detail="irreversible change; still in force"))
-                continue
-            try:
-                undo: StepOutcome = await call(
-                    step.compensation,
-                    CompensationInput(step_id=step.id, params=step.params, outcome=outcome),
-                    StepOutcome, start_to_close_timeout=timedelta(minutes=20),
-                    heartbeat_timeout=timedelta(seconds=10),
-                    retry_policy=retry_policy(COMPENSATION_RETRY),
-                    activity_id=f"undo-{step.id}", summary=f"Undo {step.id}: {step.summary}")
-                rec.status = StepStatus.COMPENSATED
-                self._status.rollback_log.append(RollbackEntry(
-                    at=workflow.now(), step_id=step.id, action="compensated", detail=undo.detail))
-            except Exception as err:  # noqa: BLE001 - one failed undo must not stop the rest
-                failures += 1
-                rec.status = StepStatus.COMPENSATION_FAILED
-                self._status.rollback_log.append(RollbackEntry(
-                    at=workflow.now(), step_id=step.id, action="compensation_failed",
-                    detail=_error_text(err)))
-            self._publish()
+        failures = await compensate(self._applied, self._status.rollback_log, self._publish)
         if failures:
             self._finish(RunState.FAILED, f"{reason}; rollback incomplete: {failures} "
                                           "compensation(s) failed, see rollback_log")
@@ -709,22 +589,3 @@ class RemediationWorkflow:
             at=workflow.now(), level=level, recipient=recipient, subject=subject,
             phase=phase, gate=gate, delivered=delivered))
         self._publish()
-
-
-class _PlanRefused(Exception):
-    def __init__(self, message: str, *details: Any, type: str) -> None:
-        super().__init__(message)
-        self.details = details
-        self.type = type
-
-
-def _parse(model: type, payload: Any) -> Any:
-    """Parse a handler payload; a ValueError names the bad fields."""
-    if not isinstance(payload, dict):
-        raise ValueError("payload must be a JSON object")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as err:
-        raise ValueError("; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-            for e in err.errors(include_url=False))) from None

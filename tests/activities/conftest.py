@@ -45,6 +45,12 @@ class SimAdmin:
         self.http.delete("/_sim/faults").raise_for_status()
         self.http.post("/_sim/reset", json=state).raise_for_status()
 
+    def edit(self, change) -> None:
+        """Load the current world as changed in place by ``change(state)``."""
+        state = self.state()
+        change(state)
+        self.load(state)
+
     def state(self) -> dict[str, Any]:
         r = self.http.get("/_sim/state")
         r.raise_for_status()

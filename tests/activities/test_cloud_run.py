@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.cloud_run import CloudRunActivities, read_service, short
+from activities.clients import short
+from activities.cloud_run import CloudRunActivities, read_service
 from runbook.activity_io import (
     DeleteOldRevisionsParams,
     DeployRevisionParams,

@@ -48,8 +48,9 @@ async def test_diagnose_reads_the_broken_world(sim, clients, runner) -> None:
     assert (diag.connector.machine_type, diag.connector.min_instances,
             diag.connector.max_instances, diag.connector.state) == ("e2-micro", 2, 3, "READY")
     assert diag.sql.tier == "db-custom-1-3840" and diag.sql.database_version == "POSTGRES_14"
-    # tiers.list is not read (GCP_FIDELITY A9): preflight checks tiers by the documented rule.
-    assert diag.sql.available_tiers == []
+    # The edition decides which tiers PostgreSQL takes (preflight checks tiers by the
+    # documented rule, not tiers.list: GCP_FIDELITY A9).
+    assert diag.sql.edition == "ENTERPRISE"
     assert (diag.sql.max_connections_min, diag.sql.max_connections_max) == (14, 262143)
     backend = diag.run_services[0]
     assert [s.name for s in diag.run_services] == [t.backend_service, t.auth_service]
@@ -84,13 +85,6 @@ async def test_verify_fails_on_the_broken_world_naming_the_problem(sim, clients,
             "(100%), not under 75%") in err.value.message
 
 
-def _seed(sim, edit) -> None:
-    """Reset the simulator to the default world changed by ``edit(state)``."""
-    state = sim.state()
-    edit(state)
-    sim.http.post("/_sim/reset", json=state).raise_for_status()
-
-
 async def test_verify_fails_on_a_right_sized_but_over_utilised_connector(sim, clients,
                                                                           runner) -> None:
     def edit(state: dict) -> None:
@@ -99,7 +93,7 @@ async def test_verify_fails_on_a_right_sized_but_over_utilised_connector(sim, cl
         # With auth's 120 Mbps of internet egress: 12800 Mbps, 80% of 10 x 1600 Mbps.
         state["app"]["model"] = {"egress_demand_mbps": 12680}
 
-    _seed(sim, edit)
+    sim.edit(edit)
     wanted = VERIFY.model_copy(update={"connector_machine_type": "e2-standard-4",
                                        "connector_min_instances": 3,
                                        "connector_max_instances": 10})
@@ -120,7 +114,7 @@ async def test_verify_fails_when_database_connections_are_near_max(sim, clients,
         state["sqladmin"][SQL_KEY]["settings"]["databaseFlags"] = [
             {"name": "max_connections", "value": "160"}]
 
-    _seed(sim, edit)
+    sim.edit(edit)
     with pytest.raises(ApplicationError) as err:
         await runner(VerifyActivities(clients).verify_infrastructure, VERIFY)
     # Pools want 142.5 connections: 143 of 160 is 89%.
@@ -131,7 +125,7 @@ async def test_verify_fails_when_database_connections_are_near_max(sim, clients,
 
 async def test_verify_does_not_fail_without_data_points(sim, clients, runner) -> None:
     # Nothing routes through the connector: Cloud Monitoring has no points for it.
-    _seed(sim, lambda state: state["app"].update(routes={}))
+    sim.edit(lambda state: state["app"].update(routes={}))
     with pytest.raises(ApplicationError) as err:  # the 50/50 split still fails it
         await runner(VerifyActivities(clients).verify_infrastructure, VERIFY)
     figures = err.value.details[0]

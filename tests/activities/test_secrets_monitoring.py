@@ -127,6 +127,14 @@ async def test_alert_policy_uses_the_step_aligner(sim, clients, runner) -> None:
                  "groupByFields": ["resource.label.service_name"]}]
     assert cond["aggregations"] == expected and cond["denominatorAggregations"] == expected
 
+    # A mean is judged per series: no reducer adds the means of different databases up.
+    backends = await Runner()(acts.ensure_alert_policy, AlertPolicyParams(
+        project=P, display_name="[1278] db connections > 320", aligner="ALIGN_MEAN",
+        metric_filter='metric.type="cloudsql.googleapis.com/database/postgresql/num_backends"',
+        threshold=320))
+    cond = sim.state()["monitoring"][backends.after["name"]]["conditions"][0]["conditionThreshold"]
+    assert cond["aggregations"] == [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_MEAN"}]
+
 
 async def test_aligner_that_does_not_fit_the_metric_is_refused_naming_it(sim, clients,
                                                                           runner) -> None:

@@ -127,8 +127,9 @@ async def test_diagnose_reads_back_a_deployed_probe_and_vpc_access(sim, clients,
 
 async def test_diagnose_sees_a_provisioning_certificate_per_domain(sim, clients) -> None:
     params = CertificateParams(project=P, certificate=CERT, domains=DOMAINS, wait_active_s=0)
-    with pytest.raises(ApplicationError):
+    with pytest.raises(ApplicationError) as err:
         await Runner()(ComputeActivities(clients).ensure_certificate, params)
+    assert err.value.type == "StepFailed" and "PROVISIONING" in err.value.message
     diag = await Runner()(DiagnoseActivities(clients).diagnose, PARAMS)
     assert diag.certificate.exists and diag.certificate.status == "PROVISIONING"
     assert set(diag.certificate.domain_status) == set(DOMAINS)
@@ -143,12 +144,6 @@ async def test_check_redis_passes_on_the_default_world(sim, clients, runner) -> 
     assert sim.mutations() == []
 
 
-def _seed(sim, edit) -> None:
-    state = sim.state()
-    edit(state)
-    sim.http.post("/_sim/reset", json=state).raise_for_status()
-
-
 async def test_check_redis_names_each_problem(sim, clients, runner) -> None:
     redis_key = f"projects/{P}/locations/{R}/instances/{REDIS}"
     auth_key = f"projects/{P}/locations/{R}/services/{AUTH}"
@@ -158,7 +153,7 @@ async def test_check_redis_names_each_problem(sim, clients, runner) -> None:
                                       "state": "MAINTENANCE"}
         state["run"][auth_key]["template"].pop("vpcAccess")
 
-    _seed(sim, edit)
+    sim.edit(edit)
     with pytest.raises(ApplicationError) as err:
         await runner(MemorystoreActivities(clients).check_redis, REDIS_CHECK)
     assert err.value.type == "StepFailed" and err.value.non_retryable
@@ -178,3 +173,12 @@ async def test_check_redis_fails_on_a_missing_instance(sim, clients, runner) -> 
     assert err.value.type == "StepFailed"
     assert "does not exist" in err.value.message and "service ghost does not exist" \
         in err.value.message
+
+
+async def test_a_missing_https_proxy_fails_the_certificate_step_as_not_found(sim, clients) -> None:
+    params = CertificateParams(project=P, certificate=CERT, domains=DOMAINS, wait_active_s=0,
+                               target_https_proxy="no-such-proxy")
+    with pytest.raises(ApplicationError) as err:
+        await Runner()(ComputeActivities(clients).ensure_certificate, params)
+    assert err.value.type == "NotFound" and err.value.non_retryable
+    assert sim.mutations() == []  # refused before anything was created

@@ -132,6 +132,15 @@ def test_postgres_tiers_follow_the_documented_rule_not_a_tier_list():
     assert "ENTERPRISE_PLUS" in plan.problems[0].reason
 
 
+def test_a_missing_backend_service_is_a_preflight_problem_not_a_skip():
+    diag = diagnosis("SERVERLESS")
+    diag.backend_services = diag.backend_services[:1]
+    plan = plan_for({}, diag)
+    assert [p.field for p in plan.problems] == ["targets.backend_services"]
+    assert "staging-auth-service" in plan.problems[0].reason
+    assert "backend-timeout-staging-auth-service" not in {n.step_id for n in plan.not_applicable}
+
+
 def test_the_certificate_is_attached_beside_the_proxys_certificates():
     plan = plan_for({}, diagnosis())
     attach = next(c for c in plan.changes if c.field == "sslCertificates")

@@ -216,7 +216,7 @@ class FakeCloud:
                 connector=ConnectorState(name=p["connector"], state="READY", **c),
                 sql=SqlInstanceState(name=p["sql_instance"], state="RUNNABLE",
                                      database_version="POSTGRES_14", tier=sql["tier"],
-                                     flags=sql["flags"], available_tiers=[],
+                                     flags=sql["flags"],
                                      max_connections_min=14, max_connections_max=262143),
                 run_services=services,
                 health_checks=[HealthCheckState(name=h, **w[f"healthcheck/{h}"])

@@ -1,0 +1,101 @@
+"""The run's control-flow exceptions and how an activity's failure is read.
+
+Pure functions over exceptions and their details: the typed error an activity raised, the
+mutation checkpoint it attached (so a step that failed after issuing its change is still
+rolled back), and the attempt it failed on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from runbook.activity_io import MutationCheckpoint
+    from runbook.definition import RetrySpec
+    from runbook.status import RunState
+
+
+class Stop(Exception):
+    """A decision (reject, abort, gate timeout) that ends the run with a rollback."""
+
+    def __init__(self, state: RunState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+class PhaseFailed(Exception):
+    pass
+
+
+def error_text(err: BaseException) -> str:
+    """The typed error an activity raised (its ApplicationError, not the library
+    exception kept as its cause), else the innermost cause."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = getattr(cause, "cause", None)
+    if cause is None:
+        cause = err
+        while getattr(cause, "cause", None) is not None:
+            cause = cause.cause  # type: ignore[assignment]
+    kind = getattr(cause, "type", None) or type(cause).__name__
+    # str() of an ApplicationError already starts with its type; use the bare message.
+    message = getattr(cause, "message", None) or str(cause)
+    return f"{kind}: {message}" if message else kind
+
+
+def failure_details(err: BaseException) -> list[Any]:
+    """Details an activity attached to its failure (or its last heartbeat on timeout)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, ApplicationError):
+        return list(cause.details)
+    if isinstance(cause, TemporalTimeoutError):
+        return list(cause.last_heartbeat_details)
+    return []
+
+
+def checkpoint_of(err: BaseException) -> MutationCheckpoint | None:
+    for d in failure_details(err):
+        if isinstance(d, dict) and "before" in d and "resource" in d:
+            try:
+                return MutationCheckpoint.model_validate(d)
+            except ValidationError:
+                return None
+    return None
+
+
+def failed_attempts(err: BaseException, spec: RetrySpec) -> int:
+    for d in failure_details(err):
+        if isinstance(d, dict) and isinstance(d.get("attempt"), int):
+            return d["attempt"]
+    if isinstance(err, ActivityError) and err.retry_state is not None and \
+            err.retry_state.name == "MAXIMUM_ATTEMPTS_REACHED":
+        return spec.maximum_attempts
+    return 1
+
+
+
+
+class PlanRefused(Exception):
+    def __init__(self, message: str, *details: Any, type: str) -> None:
+        super().__init__(message)
+        self.details = details
+        self.type = type
+
+
+def parse_payload(model: type, payload: Any) -> Any:
+    """Parse a handler payload; a ValueError names the bad fields."""
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be a JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as err:
+        raise ValueError("; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+            for e in err.errors(include_url=False))) from None
