@@ -63,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gate_rules import approval_problem, rejection_problem
     from workflows.report import build_report
     from workflows.step_selection import skip_reason
+from workflows.budget import watch_budget
+from workflows.gates import await_decision, open_gate
 from workflows.saga import compensate
 from workflows.soak import soak
 from workflows.step_errors import (
@@ -229,42 +231,12 @@ class RemediationWorkflow:
         Rejection, abort and timeout raise ``Stop`` (the cleanup gate's caller turns a
         rejection or timeout into a skip)."""
         g = self._gates[spec.id]
-        now = workflow.now()
-        g.status, g.opened_at = "OPEN", now
-        g.remind_at = now + timedelta(seconds=spec.remind_after_s)
-        g.escalate_at = now + timedelta(seconds=spec.escalate_after_s)
-        g.timeout_at = now + timedelta(seconds=spec.timeout_s)
+        open_gate(g, spec)
         self._status.pending_gate = g
         self._status.state = RunState.AWAITING_APPROVAL
         self._publish()
-        deadlines = [(g.remind_at, "reminder", chain[0]),
-                     (g.escalate_at, "escalation", chain[min(1, len(chain) - 1)]),
-                     (g.timeout_at, "timeout", chain[-1])]
-        for at, level, recipient in deadlines:
-            while g.status == "OPEN" and self._abort is None:
-                remaining = (at - workflow.now()).total_seconds()
-                if remaining <= 0:
-                    break
-                try:
-                    await workflow.wait_condition(
-                        lambda: g.status != "OPEN" or self._abort is not None,
-                        timeout=remaining, timeout_summary=f"{spec.id} {level} deadline")
-                except asyncio.TimeoutError:
-                    break
-            if g.status != "OPEN" or self._abort is not None:
-                break
-            if level == "timeout":
-                g.status, g.closed_at = "TIMED_OUT", workflow.now()
-                self._status.pending_gate = None
-                await self._notify("breach", recipient, f"Gate {spec.id} timed out",
-                                   f"No decision within {spec.timeout_s}s; rolling back.",
-                                   phase=phase, gate=spec.id)
-                break
-            await self._notify(level, recipient,
-                               f"Gate {spec.id} awaits approval ({level})",
-                               f"{spec.title}: {len(g.approvals)}/{g.min_approvals} approvals; "
-                               f"times out at {g.timeout_at.isoformat()}",
-                               phase=phase, gate=spec.id)
+        await await_decision(g, spec, chain, phase, self._status,
+                             lambda: self._abort is not None, self._notify)
         self._status.pending_gate = None
         if g.status == "OPEN":  # abort arrived while the gate was open
             g.status, g.closed_at = "ABORTED", workflow.now()
@@ -385,37 +357,14 @@ class RemediationWorkflow:
         self._publish()
         task = asyncio.create_task(self._run_steps(phase))
         self._phase_task = task
-        # Budget watchdog: at the budget the chain's first level hears of it, halfway to
-        # the hard limit the next level, and at the hard limit the phase fails.
-        midway = rec.budget_at + (rec.hard_limit_at - rec.budget_at) / 2
-        alarms = [(rec.budget_at, "breach", phase.escalation[0]),
-                  (midway, "escalation", phase.escalation[-1]),
-                  (rec.hard_limit_at, "hard_limit", phase.escalation[-1])]
-        for at, level, recipient in alarms:
-            remaining = (at - workflow.now()).total_seconds()
-            if remaining > 0 and not task.done():
-                try:
-                    await workflow.wait_condition(task.done, timeout=remaining,
-                                                  timeout_summary=f"phase {phase.number} {level}")
-                except asyncio.TimeoutError:
-                    pass
-            if task.done():
-                break
-            if level == "hard_limit":
-                task.cancel()
-                await workflow.wait_condition(task.done)
-                rec.status = "FAILED"
-                self._close_phase(rec)
-                await self._notify("hard_limit", recipient,
-                                   f"Phase {phase.number} hit its hard limit",
-                                   f"{phase.title} ran past {phase.hard_limit_s}s; rolling back.",
-                                   phase=phase.number)
-                raise PhaseFailed(f"phase {phase.number} exceeded its hard limit of {phase.hard_limit_s}s")
-            rec.budget_breached = True
-            await self._notify(level, recipient, f"Phase {phase.number} over budget",
-                               f"{phase.title} ({phase.owner}) has run past its budget of "
-                               f"{phase.budget_s}s; hard limit at {rec.hard_limit_at.isoformat()}",
+        recipient = await watch_budget(task, phase, rec, self._notify)
+        if recipient is not None:
+            rec.status = "FAILED"
+            self._close_phase(rec)
+            await self._notify("hard_limit", recipient, f"Phase {phase.number} hit its hard limit",
+                               f"{phase.title} ran past {phase.hard_limit_s}s; rolling back.",
                                phase=phase.number)
+            raise PhaseFailed(f"phase {phase.number} exceeded its hard limit of {phase.hard_limit_s}s")
         self._phase_task = None
         try:
             task.result()

@@ -1,0 +1,47 @@
+"""A phase's budget watchdog on durable timers.
+
+At the budget the escalation chain's first level hears of it, halfway to the hard limit
+the next level, and at the hard limit the phase's steps are cancelled (the caller then
+fails the phase and rolls back). Returns as soon as the steps finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from runbook.definition import PhaseSpec
+    from runbook.status import PhaseRecord
+
+
+async def watch_budget(task: asyncio.Task, phase: PhaseSpec, rec: PhaseRecord,
+                       notify: Callable[..., Awaitable[None]]) -> str | None:
+    """Wait for ``task``; None when it finished, else (hard limit hit, task cancelled)
+    the recipient of the hard-limit notice."""
+    midway = rec.budget_at + (rec.hard_limit_at - rec.budget_at) / 2
+    alarms = [(rec.budget_at, "breach", phase.escalation[0]),
+              (midway, "escalation", phase.escalation[-1]),
+              (rec.hard_limit_at, "hard_limit", phase.escalation[-1])]
+    for at, level, recipient in alarms:
+        remaining = (at - workflow.now()).total_seconds()
+        if remaining > 0 and not task.done():
+            try:
+                await workflow.wait_condition(task.done, timeout=remaining,
+                                              timeout_summary=f"phase {phase.number} {level}")
+            except asyncio.TimeoutError:
+                pass
+        if task.done():
+            return None
+        if level == "hard_limit":
+            task.cancel()
+            await workflow.wait_condition(task.done)
+            return recipient
+        rec.budget_breached = True
+        await notify(level, recipient, f"Phase {phase.number} over budget",
+                     f"{phase.title} ({phase.owner}) has run past its budget of "
+                     f"{phase.budget_s}s; hard limit at {rec.hard_limit_at.isoformat()}",
+                     phase=phase.number)
+    return None
