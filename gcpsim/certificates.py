@@ -30,10 +30,6 @@ _HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2
 TIMER_KIND = "compute.cert.provision"
 
 
-def dns(sim: Sim) -> dict[str, str]:
-    return sim.store.meta_get("world:dns", {}) or {}
-
-
 def attached_proxies(sim: Sim, cert_key: str) -> list[dict[str, Any]]:
     """Target HTTPS proxies whose ``sslCertificates`` name this certificate."""
     return [px for px in sim.store.list("compute", "targetHttpsProxies")
@@ -53,7 +49,7 @@ def domain_status(sim: Sim, cert_key: str, domains: list[str]) -> tuple[dict[str
         # for an unattached certificate; PROVISIONING is what users report).
         return {d: "PROVISIONING" for d in domains}, False
     ips = set().union(*(_serving_ips(sim, link_key(px["selfLink"])) for px in proxies))
-    names = dns(sim)
+    names = sim.dns()
     status = {d: "PROVISIONING" if names.get(d) in ips else "FAILED_NOT_VISIBLE" for d in domains}
     return status, bool(ips) and all(v == "PROVISIONING" for v in status.values())
 
@@ -152,10 +148,11 @@ async def delete_ssl_certificate(p: str, c: str, request: Request):
     sim = get_sim(request)
     k = key(sim, p, "sslCertificates", c)
     current = sim.store.get("compute", k)
-    if current is None and not earlier_op(sim, request):
+    repeat = earlier_op(sim, request) is not None
+    if current is None and not repeat:
         raise not_found(f"The resource '{k}'")
     users = attached_proxies(sim, k) if current is not None else []
-    if users and not earlier_op(sim, request):
+    if users and not repeat:
         # Compute refuses to delete a resource another one references; Google's text and reason
         # as public reports quote them (terraform-google-lb-http#207, pcf-pipelines#106).
         raise GoogleError(400, f"The ssl_certificate resource '{k}' is already being used by "

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import faults, operations
+from . import faults, health_model, operations
 from .context import ACTOR, Sim, digest, public
 from .errors import already_exists, failed_precondition, grpc_status, invalid, GoogleError
 from .http_util import flag, get_sim, paged, read_json
@@ -91,33 +91,6 @@ def _fields_to_update(request: Request, req: dict[str, Any]) -> list[str]:
     return fields
 
 
-def startup_seconds(sim: Sim, service_name: str) -> float:
-    """How long the service's container takes to answer its startup probe (world app routes).
-
-    ``startup_seconds`` is a start with healthy dependencies; a route that waits on them
-    during start-up (pools opened at init) takes ``startup_saturated_extra_seconds`` more
-    while the VPC connector overflows or Cloud SQL refuses connections, as in the seeds'
-    600-900 s starts during the outage."""
-    from . import health_model  # the health model imports this package's routers' helpers
-
-    routes = {rid: r for rid, r in sim.app_params().get("routes", {}).items()
-              if r.get("service") == service_name}
-    if not routes:
-        return 0.0
-    figures = None
-    worst = 0.0
-    for rid, r in routes.items():
-        seconds = float(r.get("startup_seconds", 0))
-        extra = float(r.get("startup_saturated_extra_seconds", 0))
-        if extra:
-            figures = figures or health_model.compute(sim)
-            shares = figures["routes"].get(rid, {}).get("shares", {})
-            if shares.get("vpc", 0) > 0 or shares.get("db", 0) > 0:
-                seconds += extra
-        worst = max(worst, seconds)
-    return worst
-
-
 def _expand_connector(sim: Sim, svc_name: str, template: dict[str, Any]) -> None:
     vpc = template.get("vpcAccess")
     if vpc and vpc.get("connector") and "/" not in vpc["connector"]:
@@ -179,7 +152,7 @@ async def update_service(p: str, l: str, s: str, request: Request):
         duration = ROLLOUT_SECONDS
         # A2: the container answers its startup probe after the route's startup_seconds;
         # a probe window shorter than that fails the revision when the window runs out.
-        needed, window = startup_seconds(sim, name), startup_window(template)
+        needed, window = health_model.startup_seconds(sim, name), startup_window(template)
         if fault:
             new_rev["_sim"]["start_failure"] = fault.get("message") or (
                 "The user-provided container failed to start and listen on the port defined by the PORT "

@@ -7,7 +7,7 @@ rules, target proxies, URL maps, NEGs) in :mod:`gcpsim.load_balancing`.
 Compute applies a change when it accepts the request (the returned operation only reports
 it), so mutations are logged at acceptance. An operation fated by a fault to fail or hang
 applies nothing. ``requestId`` makes a call idempotent: a repeat returns the first
-operation and changes nothing. Managed certificates provision asynchronously.
+operation and changes nothing.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ HC_BLOCKS = {"HTTP": "httpHealthCheck", "HTTPS": "httpsHealthCheck", "HTTP2": "h
              "TCP": "tcpHealthCheck", "SSL": "sslHealthCheck", "GRPC": "grpcHealthCheck"}
 OUTPUT_ONLY = {"id", "kind", "creationTimestamp", "selfLink", "fingerprint", "region"}
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_HC_KEY = re.compile(r"projects/[^/]+/global/healthChecks/[^/]+")
 
 
 def key(sim: Sim, p: str, collection: str, name: str) -> str:
@@ -89,8 +90,9 @@ def validate_health_check(hc: dict[str, Any]) -> None:
 
 
 def link_key(link: Any) -> str:
-    """A resource key from a Compute reference: a full URL, ``projects/...`` or ``global/...``
-    partial URL (as Compute accepts all three); the project is filled in by the caller."""
+    """The path of a Compute reference with the URL head removed (a full URL becomes
+    ``projects/...``); partial references are returned unchanged. To turn any reference
+    into a store key use :func:`ref_key`."""
     text = str(link)
     for head in (LINK, "https://compute.googleapis.com/compute/v1/"):
         if text.startswith(head):
@@ -98,22 +100,40 @@ def link_key(link: Any) -> str:
     return text
 
 
-def serverless_negs(sim: Sim, bs: dict[str, Any]) -> list[str]:
-    """The serverless NEG backends of a backend service (their keys)."""
-    out = []
+def ref_key(sim: Sim, p: str, collection_path: str, ref: Any) -> str:
+    """The canonical store key (``projects/{id}/...``) of a Compute reference, as Compute
+    accepts it: a bare name (resolved in ``collection_path`` of project ``p``, e.g.
+    ``global/healthChecks``), a partial URL ``global/...``, ``regions/R/...`` or
+    ``zones/Z/...`` (in project ``p``), a ``projects/...`` partial URL or a full URL. A
+    project number is replaced by the project id, as resources are stored under the id."""
+    text = link_key(ref).strip().strip("/")
+    if text.startswith("projects/"):
+        parts = text.split("/")
+        if len(parts) > 1:
+            parts[1] = sim.project_id(parts[1])
+        return "/".join(parts)
+    if "/" not in text:
+        return f"projects/{sim.project_id(p)}/{collection_path}/{text}"
+    return f"projects/{sim.project_id(p)}/{text}"
+
+
+def has_serverless_neg(sim: Sim, p: str, bs: dict[str, Any]) -> bool:
+    """Whether a backend service (of project ``p``) has a serverless NEG backend."""
     for backend in bs.get("backends") or []:
-        group = link_key(backend.get("group", "")) if isinstance(backend, dict) else ""
+        if not isinstance(backend, dict) or not isinstance(backend.get("group"), str):
+            continue
+        group = ref_key(sim, p, "global/networkEndpointGroups", backend["group"])
         neg = sim.store.get("compute", group) if "/networkEndpointGroups/" in group else None
         if neg and neg.get("networkEndpointType") == "SERVERLESS":
-            out.append(group)
-    return out
+            return True
+    return False
 
 
 def _validate_backend_service(sim: Sim, p: str, bs: dict[str, Any], body: dict[str, Any]) -> None:
     links = bs.get("healthChecks", [])
     if not isinstance(links, list):
         raise invalid(f"Invalid value for field 'resource.healthChecks': '{links}'. Must be a list.", "healthChecks")
-    if serverless_negs(sim, bs):
+    if has_serverless_neg(sim, p, bs):
         # Load Balancing docs, "Serverless NEGs overview", limitations (GCP_FIDELITY A1): a
         # backend service with serverless NEG backends supports no health checks and no
         # timeoutSec (the timeout is fixed at 60 min). Both texts are Google's, as quoted in
@@ -131,11 +151,19 @@ def _validate_backend_service(sim: Sim, p: str, bs: dict[str, Any], body: dict[s
     if not isinstance(drain, int) or not 0 <= drain <= 3600:
         raise invalid("Invalid value for field 'resource.connectionDraining.drainingTimeoutSec'.",
                       "connectionDraining.drainingTimeoutSec")
+    canonical = []
     for i, link in enumerate(links):
-        hc_name = str(link).rstrip("/").rsplit("/", 1)[-1]
-        if sim.store.get("compute", key(sim, p, "healthChecks", hc_name)) is None:
+        k = ref_key(sim, p, "global/healthChecks", link) if isinstance(link, str) and link else ""
+        if not _HC_KEY.fullmatch(k) or sim.store.get("compute", k) is None:
             raise invalid(f"Invalid value for field 'resource.healthChecks[{i}]': '{link}'. The health check "
                           "does not exist.", f"healthChecks[{i}]")
+        canonical.append(LINK + k)
+    # References are stored as full selfLinks, whatever form the request used (as Compute does).
+    if links:
+        bs["healthChecks"] = canonical
+    for backend in bs.get("backends") or []:
+        if isinstance(backend, dict) and isinstance(backend.get("group"), str) and backend["group"]:
+            backend["group"] = LINK + ref_key(sim, p, "global/networkEndpointGroups", backend["group"])
 
 
 # ---- operations -----------------------------------------------------------------

@@ -58,6 +58,10 @@ class Sim:
     def app_params(self) -> dict[str, Any]:
         return self.store.meta_get("world:app", {})
 
+    def dns(self) -> dict[str, str]:
+        """The world's DNS: host name -> IP address."""
+        return self.store.meta_get("world:dns", {}) or {}
+
     # ---- mutation log ----------------------------------------------------------
     def log(
         self,

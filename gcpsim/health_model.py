@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cloud_sql import effective_max_connections, restarting
-from .compute import link_key, serverless_negs
+from .compute import has_serverless_neg, ref_key
 from .context import Sim
 from .run_limits import limits
 from .run_model import duration_seconds, env_of, serving_revisions, short
@@ -142,8 +142,29 @@ def compute(sim: Sim) -> dict[str, Any]:
     return {"connector": vpc, "database": db, "redis": redis, "routes": out_routes, "endpoints": endpoints}
 
 
-def _short(link: str | None) -> str:
-    return str(link or "").rstrip("/").rsplit("/", 1)[-1]
+def startup_seconds(sim: Sim, service_name: str) -> float:
+    """How long the service's container takes to answer its startup probe (world app routes).
+
+    ``startup_seconds`` is a start with healthy dependencies; a route that waits on them
+    during start-up (pools opened at init) takes ``startup_saturated_extra_seconds`` more
+    while the VPC connector overflows or Cloud SQL refuses connections, as in the seeds'
+    600-900 s starts during the outage."""
+    routes = {rid: r for rid, r in sim.app_params().get("routes", {}).items()
+              if r.get("service") == service_name}
+    if not routes:
+        return 0.0
+    figures = None
+    worst = 0.0
+    for rid, r in routes.items():
+        seconds = float(r.get("startup_seconds", 0))
+        extra = float(r.get("startup_saturated_extra_seconds", 0))
+        if extra:
+            figures = figures or compute(sim)
+            shares = figures["routes"].get(rid, {}).get("shares", {})
+            if shares.get("vpc", 0) > 0 or shares.get("db", 0) > 0:
+                seconds += extra
+        worst = max(worst, seconds)
+    return worst
 
 
 def _redis(sim: Sim, services: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -159,22 +180,21 @@ def _redis(sim: Sim, services: dict[str, dict[str, Any]]) -> dict[str, Any]:
             problems[route_id] = f"Memorystore instance {name} does not exist"
             continue
         if inst.get("state") != "READY":
-            problems[route_id] = f"Memorystore instance {_short(name)} is {inst.get('state')}"
+            problems[route_id] = f"Memorystore instance {short(name)} is {inst.get('state')}"
             continue
         if not s["revisions"]:
             problems[route_id] = "no ready revision serves traffic"
         for rev, _ in s["revisions"]:
             connector = rev.get("vpcAccess", {}).get("connector")
-            conn = sim.store.get("vpcaccess", connector) if connector else None
             if not connector:
-                problems[route_id] = f"revision {_short(rev['name'])} has no VPC connector: {inst['host']} unreachable"
-            elif conn is None:
-                problems[route_id] = f"VPC connector {connector} not found"
-            elif conn["state"] not in USABLE_CONNECTOR_STATES:
-                problems[route_id] = f"VPC connector {_short(connector)} is {conn['state']}"
-            elif _short(conn.get("network")) != _short(inst.get("authorizedNetwork")):
-                problems[route_id] = (f"VPC connector {_short(connector)} is on network {_short(conn.get('network'))}"
-                                      f", Redis {_short(name)} only accepts {_short(inst.get('authorizedNetwork'))}")
+                problems[route_id] = f"revision {short(rev['name'])} has no VPC connector: {inst['host']} unreachable"
+            elif problem := _connector_problem(sim, [(rev, 0)]):
+                problems[route_id] = problem
+            else:
+                network = sim.store.get("vpcaccess", connector).get("network")
+                if short(network) != short(inst.get("authorizedNetwork")):
+                    problems[route_id] = (f"VPC connector {short(connector)} is on network {short(network)}, "
+                                          f"Redis {short(name)} only accepts {short(inst.get('authorizedNetwork'))}")
             if route_id in problems:
                 break
     return {"instance": name, "state": inst.get("state") if inst else "MISSING",
@@ -212,15 +232,18 @@ def _route(sim: Sim, params: dict[str, Any], s: dict[str, Any], vpc: dict[str, A
     lat["database"] = round(lat["vpc"] + lat["db"] + 20, 1)
     lat["redis"] = round(lat["vpc"] + params["redis_ms"] + 20, 1)
 
-    bs = sim.store.get("compute", route.get("backend_service", "")) or {}
+    bs_key = route.get("backend_service", "")
+    bs = sim.store.get("compute", bs_key) or {}
+    bs_project = bs_key.split("/")[1] if bs else ""  # keys are projects/{id}/global/...
     # Behind a serverless NEG the LB does not health-check Cloud Run and its timeout is fixed
     # (A1): only an instance-group backend service flaps on slow health or cuts WebSockets.
-    serverless = bool(bs) and bool(serverless_negs(sim, bs))
+    serverless = bool(bs) and has_serverless_neg(sim, bs_project, bs)
     if serverless:
         hc = {}
     elif bs:
         attached = bs.get("healthChecks") or []
-        hc = (sim.store.get("compute", link_key(attached[0])) or {}) if attached else {}
+        hc = (sim.store.get("compute", ref_key(sim, bs_project, "global/healthChecks", attached[0])) or {}) \
+            if attached else {}
     else:
         hc = sim.store.get("compute", route.get("health_check", "")) or {}
     f_hc = 0.0

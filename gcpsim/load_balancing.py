@@ -16,10 +16,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from . import certificates
-from .compute import (LINK, PREFIX, apply_change, get_resource, global_reads, key, link_key, list_response,
-                      render_op)
+from .compute import LINK, PREFIX, apply_change, get_resource, global_reads, key, list_response, ref_key, render_op
 from .context import Sim, public
-from .errors import invalid, not_found
+from .errors import invalid
 from .http_util import get_sim, read_json
 
 router = APIRouter()
@@ -27,7 +26,7 @@ ROOT = "/compute/v1/projects/{p}"
 # compute.v1 discovery, TargetHttpsProxiesSetSslCertificatesRequest: "At least one SSL
 # certificate must be specified. Currently, you may specify up to 15 SSL certificates."
 MAX_PROXY_CERTIFICATES = 15
-_CERT_KEY = re.compile(r"projects/([^/]+)/global/sslCertificates/([^/]+)")
+_CERT_KEY = re.compile(r"projects/[^/]+/global/sslCertificates/[^/]+")
 
 
 # ---- forwarding rules, URL maps, target HTTPS proxies: reads ------------------------
@@ -50,21 +49,14 @@ def _certificate_links(sim: Sim, p: str, body: dict[str, Any]) -> list[str]:
     for i, ref in enumerate(refs):
         if not isinstance(ref, str) or not ref:
             raise invalid(f"Invalid value for field 'sslCertificates[{i}]': '{ref}'.", f"{field}[{i}]")
-        k = link_key(ref)
-        if k.startswith("global/"):
-            k = f"projects/{sim.project_id(p)}/{k}"
-        elif "/" not in k:
-            k = key(sim, p, "sslCertificates", k)
-        m = _CERT_KEY.fullmatch(k)
-        if not m:
+        k = ref_key(sim, p, "global/sslCertificates", ref)
+        if not _CERT_KEY.fullmatch(k):
             # e.g. a regional certificate for this global proxy
             raise invalid(f"Invalid value for field 'sslCertificates[{i}]': '{ref}'. A global target HTTPS proxy "
                           "takes global SSL certificates.", f"{field}[{i}]")
-        k = f"projects/{sim.project_id(m.group(1))}/global/sslCertificates/{m.group(2)}"
-        if sim.store.get("compute", k) is None:
-            # Unverified: Compute's status for a missing referenced resource; 404 notFound
-            # naming it is what users report.
-            raise not_found(f"The resource '{k}'")
+        # Unverified: Compute's status for a missing referenced resource; 404 notFound
+        # naming it is what users report.
+        get_resource(sim, k)
         if LINK + k in links:
             raise invalid(f"Invalid value for field 'sslCertificates[{i}]': '{ref}' is listed twice.",
                           f"{field}[{i}]")

@@ -1,8 +1,9 @@
 """Which metric types exist (kind + value type) and which aligners fit them.
 
-Built-in metric types are those Google publishes; a custom one (``custom.googleapis.com/``,
-``workload.googleapis.com/``, ``logging.googleapis.com/user/`` ...) exists only when the world
-holds a metric descriptor for it (``monitoring`` record ``projects/P/metricDescriptors/TYPE``
+Built-in metric types are those Google publishes; a custom one (a type starting with one of
+:data:`CUSTOM_PREFIXES`: ``custom.googleapis.com/``, ``workload.googleapis.com/``,
+``external.googleapis.com/``) exists only when the world holds or a client creates a
+metric descriptor for it (``monitoring`` record ``projects/P/metricDescriptors/TYPE``
 with ``type``, ``metricKind``, ``valueType``), as on GCP where it appears once written or
 created. Alert policies on a type that does not exist are refused (GCP_FIDELITY A5), and an
 aligner that does not fit the metric's kind/value type is refused (A4).
@@ -38,6 +39,9 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "loadbalancing.googleapis.com/https/total_latencies": ("DELTA", "DISTRIBUTION"),
 }
 
+# The prefixes of metric types a client may create descriptors for (user-defined metrics).
+CUSTOM_PREFIXES = ("custom.googleapis.com/", "workload.googleapis.com/", "external.googleapis.com/")
+
 NUMERIC = ("INT64", "DOUBLE", "MONEY")
 # aligner -> (allowed kinds, allowed value types), transcribed from the monitoring v3
 # discovery document's Aggregation.perSeriesAligner descriptions.
@@ -66,6 +70,13 @@ _METRIC_TYPE = re.compile(r'metric\.type\s*=\s*"([^"]+)"')
 
 def descriptor_key(project: str, metric_type: str) -> str:
     return f"projects/{project}/metricDescriptors/{metric_type}"
+
+
+def builtin_descriptor(project: str, metric_type: str) -> dict[str, str]:
+    """The metric descriptor of a built-in metric type, as the API returns it."""
+    kind, value_type = BUILTIN[metric_type]
+    return {"name": descriptor_key(project, metric_type), "type": metric_type, "metricKind": kind,
+            "valueType": value_type}
 
 
 def lookup(sim: Sim, project: str, metric_type: str) -> tuple[str, str] | None:

@@ -216,17 +216,14 @@ async def get_channel(p: str, c: str, request: Request):
 
 
 # ---- metric descriptors (custom metrics exist once a descriptor does) -------------------
-_CUSTOM_PREFIXES = ("custom.googleapis.com/", "workload.googleapis.com/", "external.googleapis.com/")
-
-
 @router.post("/v3/projects/{p}/metricDescriptors")
 async def create_descriptor(p: str, request: Request):
     sim = get_sim(request)
     body = await read_json(request)
     project = sim.project_id(p)
     metric_type = body.get("type")
-    if not isinstance(metric_type, str) or not metric_type.startswith(_CUSTOM_PREFIXES):
-        raise invalid(f"type: '{metric_type}' must start with one of {list(_CUSTOM_PREFIXES)}.", "type")
+    if not isinstance(metric_type, str) or not metric_type.startswith(metric_catalog.CUSTOM_PREFIXES):
+        raise invalid(f"type: '{metric_type}' must start with one of {list(metric_catalog.CUSTOM_PREFIXES)}.", "type")
     if body.get("metricKind") not in metric_catalog.KINDS:
         raise invalid(f"metricKind: one of {list(metric_catalog.KINDS)} is required.", "metricKind")
     if body.get("valueType") not in metric_catalog.VALUE_TYPES:
@@ -245,8 +242,7 @@ async def create_descriptor(p: str, request: Request):
 async def list_descriptors(p: str, request: Request):
     sim = get_sim(request)
     project = sim.project_id(p)
-    items = [{"name": metric_catalog.descriptor_key(project, t), "type": t, "metricKind": k, "valueType": v}
-             for t, (k, v) in sorted(metric_catalog.BUILTIN.items())]
+    items = [metric_catalog.builtin_descriptor(project, t) for t in sorted(metric_catalog.BUILTIN)]
     items += [public(d) for d in sim.store.list("monitoring", None, f"projects/{project}/metricDescriptors/")]
     flt = request.query_params.get("filter")
     if flt:
@@ -261,7 +257,6 @@ async def list_descriptors(p: str, request: Request):
 async def get_descriptor(p: str, metric_type: str, request: Request):
     sim = get_sim(request)
     project = sim.project_id(p)
-    kind, value_type = metric_catalog.require(sim, project, metric_type)
+    metric_catalog.require(sim, project, metric_type)  # 404 for a type that does not exist
     stored = sim.store.get("monitoring", metric_catalog.descriptor_key(project, metric_type))
-    return public(stored) if stored else {"name": metric_catalog.descriptor_key(project, metric_type),
-                                          "type": metric_type, "metricKind": kind, "valueType": value_type}
+    return public(stored) if stored else metric_catalog.builtin_descriptor(project, metric_type)

@@ -139,28 +139,32 @@ def validate_startup_probe(template: dict[str, Any]) -> None:
             raise invalid(f"{field}.httpGet.path: '{path}' must start with '/'.", f"{field}.httpGet.path")
 
 
+def _ingress_probe(template: dict[str, Any]) -> dict[str, Any] | None:
+    """The ingress (first) container's startup probe with the defaults filled in, or None
+    when it has no configured probe (Cloud Run then uses its default TCP probe)."""
+    probe = (template.get("containers") or [{}])[0].get("startupProbe")
+    return None if probe is None else PROBE_DEFAULTS | probe
+
+
 def startup_window(template: dict[str, Any]) -> int:
     """Seconds the ingress container gets to pass its startup probe:
     initialDelaySeconds + failureThreshold x periodSeconds (240 s without a probe)."""
-    containers = template.get("containers") or [{}]
-    probe = containers[0].get("startupProbe")
-    if probe is None:
+    p = _ingress_probe(template)
+    if p is None:
         return DEFAULT_STARTUP_WINDOW_S
-    p = PROBE_DEFAULTS | probe
     return p["initialDelaySeconds"] + p["failureThreshold"] * p["periodSeconds"]
 
 
 def startup_initial_delay(template: dict[str, Any]) -> int:
     """Seconds before the ingress container's first startup probe (0 without a probe)."""
-    probe = (template.get("containers") or [{}])[0].get("startupProbe")
-    return int((PROBE_DEFAULTS | probe)["initialDelaySeconds"]) if probe else 0
+    p = _ingress_probe(template)
+    return int(p["initialDelaySeconds"]) if p else 0
 
 
 def startup_failure_message(template: dict[str, Any]) -> str:
     """Cloud Run's text for a container that never passed its startup probe (unverified
     wording, from public reports): the configured-probe text, or the default TCP probe's."""
-    containers = template.get("containers") or [{}]
-    if containers[0].get("startupProbe") is not None:
+    if _ingress_probe(template) is not None:
         return ("The user-provided container failed the configured startup probe checks. Logs for this "
                 "revision might contain more information.")
     return ("The user-provided container failed to start and listen on the port defined provided by the "

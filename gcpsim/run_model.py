@@ -60,8 +60,9 @@ def normalize(body: dict[str, Any], message: type = run_v2.Service) -> dict[str,
     )
 
 
-def short(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
+def short(name: str | None) -> str:
+    """The last segment of a resource name or link ('' for None)."""
+    return str(name or "").rstrip("/").rsplit("/", 1)[-1]
 
 
 # ---- resources ----------------------------------------------------------------------

@@ -67,6 +67,12 @@ def _timestamp(request: Request, param: str, required: bool) -> float | None:
     return parsed.timestamp()
 
 
+def _kind_fields(metric_type: str) -> dict[str, str]:
+    """metricKind and valueType of a built-in metric, as the catalogue publishes them."""
+    kind, value_type = metric_catalog.BUILTIN[metric_type]
+    return {"metricKind": kind, "valueType": value_type}
+
+
 def _series(sim: Sim, project: str) -> list[dict[str, Any]]:
     """Every series the model can answer now (metric, resource, kind, value)."""
     figures = health_model.compute(sim)
@@ -79,7 +85,7 @@ def _series(sim: Sim, project: str) -> list[dict[str, Any]]:
                     "resource": {"type": "vpc_access_connector",
                                  "labels": {"resource_container": project, "location": parts[3],
                                             "connector_name": parts[5]}},
-                    "metricKind": "GAUGE", "valueType": "DISTRIBUTION",
+                    **_kind_fields(CONNECTOR_UTILISATION),
                     "value": {"distributionValue": _cpu_distribution(vpc["utilisation"], vpc["maxInstances"])}})
     inst = sim.store.get("sqladmin", db["instance"]) if db.get("instance") else None
     # An instance in MAINTENANCE (restarting) has no backends to count: no data.
@@ -90,7 +96,7 @@ def _series(sim: Sim, project: str) -> list[dict[str, Any]]:
                                  "labels": {"project_id": project,
                                             "database_id": f"{project}:{inst['name']}",
                                             "region": inst.get("region", "")}},
-                    "metricKind": "GAUGE", "valueType": "INT64",
+                    **_kind_fields(SQL_BACKENDS),
                     "value": {"int64Value": str(in_use)}})
     return out
 
@@ -129,9 +135,13 @@ def _aligned(series: dict[str, Any], aligner: str | None) -> dict[str, Any]:
         return series
     number = value["distributionValue"]["mean"] if "distributionValue" in value else \
         float(value.get("doubleValue", value.get("int64Value", 0)))
-    if aligner.startswith("ALIGN_PERCENTILE") or aligner in ("ALIGN_MEAN", "ALIGN_STDDEV", "ALIGN_RATE"):
+    # Both modelled series are GAUGEs, so check_aligner has already refused ALIGN_RATE and
+    # ALIGN_DELTA (CUMULATIVE/DELTA only). The model's state is constant over an alignment
+    # period: one value per period, so ALIGN_STDDEV is 0. In the connector's distribution
+    # every instance runs at the same utilisation, so each percentile equals the mean.
+    if aligner.startswith("ALIGN_PERCENTILE") or aligner in ("ALIGN_MEAN", "ALIGN_STDDEV"):
         series["valueType"] = "DOUBLE"
-        series["value"] = {"doubleValue": 0.0 if aligner in ("ALIGN_STDDEV", "ALIGN_RATE") else number}
+        series["value"] = {"doubleValue": 0.0 if aligner == "ALIGN_STDDEV" else number}
     elif aligner == "ALIGN_COUNT":
         series["valueType"] = "INT64"
         series["value"] = {"int64Value": "1"}

@@ -261,7 +261,7 @@ def load(sim: Sim, world: dict[str, Any]) -> None:
 def dump(sim: Sim) -> dict[str, Any]:
     resources = sim.store.all_resources()
     out: dict[str, Any] = {"projects": sim.projects(), "app": sim.app_params(),
-                           "dns": sim.store.meta_get("world:dns", {})}
+                           "dns": sim.dns()}
     for api in APIS:
         out[api] = resources.get(api, {})
     return out

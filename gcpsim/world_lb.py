@@ -18,6 +18,7 @@ from typing import Any
 
 from .compute import LINK, fingerprint
 from .context import numeric_id
+from .run_model import short
 
 IP = "34.120.10.20"
 DNS = {"staging.netrasystems.ai": IP, "api-staging.netrasystems.ai": IP, "legacy.netrasystems.ai": IP}
@@ -48,19 +49,17 @@ def topology(project: str, region: str, created: str, variant: str) -> dict[str,
 
     def add(k: str, kind: str, **fields: Any) -> dict[str, Any]:
         res = {"kind": f"compute#{kind}", "id": numeric_id(k), "creationTimestamp": created,
-               "name": k.rsplit("/", 1)[-1], "description": "", "selfLink": LINK + k, **fields}
+               "name": short(k), "description": "", "selfLink": LINK + k, **fields}
         out[k] = res
         return res
 
-    routes = (("backend", "netra-backend-staging", "staging-backend", "/health"),
-              ("auth", "auth-staging", "staging-auth", "/auth/health"))
-    for _route, service, prefix, path in routes:
+    routes = (("netra-backend-staging", "staging-backend", "/health"), ("auth-staging", "staging-auth", "/auth/health"))
+    for service, prefix, path in routes:
         hc = f"{g}/healthChecks/{prefix}-health-check"
         add(hc, "healthCheck", checkIntervalSec=5, timeoutSec=5, unhealthyThreshold=2, healthyThreshold=2,
             type="HTTP", httpHealthCheck={"port": 8080, "requestPath": path, "proxyHeader": "NONE",
                                           "portSpecification": "USE_FIXED_PORT"}, logConfig={"enable": False})
-        neg_name = "netra-backend-staging-neg" if service == "netra-backend-staging" else "auth-staging-neg"
-        neg = f"projects/{project}/regions/{region}/networkEndpointGroups/{neg_name}"
+        neg = f"projects/{project}/regions/{region}/networkEndpointGroups/{service}-neg"
         add(neg, "networkEndpointGroup", networkEndpointType="SERVERLESS", cloudRun={"service": service},
             region=f"{LINK}projects/{project}/regions/{region}", size=0)
         bs_key = f"{g}/backendServices/{prefix}-service"

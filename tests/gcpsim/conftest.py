@@ -3,7 +3,7 @@ the real launcher in a tmp data dir), reset to the default world before every te
 from __future__ import annotations
 
 import pytest
-from gcpsim_helpers import SPEED
+from gcpsim_helpers import SPEED, discovery
 
 from gcpsim.launcher import Simulator, start_simulator
 
@@ -18,3 +18,9 @@ def server(tmp_path_factory) -> Simulator:
 def sim(server: Simulator) -> Simulator:
     server.admin("POST", "/_sim/reset")
     return server
+
+
+@pytest.fixture
+def compute(sim: Simulator):
+    """The Compute v1 discovery client (api_endpoint=.../compute/v1/)."""
+    return discovery(sim, "compute", "v1")

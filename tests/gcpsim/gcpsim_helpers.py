@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 import urllib.error
 import urllib.request
 
@@ -22,7 +23,24 @@ SQL_INSTANCE = "netra-staging-db"
 # The longest startup probe Cloud Run allows (initialDelaySeconds <= 240 and
 # failureThreshold x periodSeconds <= 240): it tolerates a 480 s start, as run_v2.Probe fields.
 MAX_PROBE = {"initial_delay_seconds": 240, "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 24}
-MAX_PROBE_WINDOW_S = 240 + 24 * 10
+
+
+def probe_window_s(probe: dict) -> int:
+    """Seconds a startup probe (run_v2.Probe fields) tolerates: initial delay + threshold x period."""
+    return probe["initial_delay_seconds"] + probe["failure_threshold"] * probe["period_seconds"]
+
+
+MAX_PROBE_WINDOW_S = probe_window_s(MAX_PROBE)
+REDIS = f"projects/{PROJECT}/locations/{REGION}/instances/staging-redis"
+# Compute references: full selfLinks under LINK; the built-in load balancer's IP.
+LINK = "https://www.googleapis.com/compute/v1/"
+LB_IP = "34.120.10.20"
+# Cloud Monitoring series the health model answers (connector CPU, Cloud SQL backends).
+CPU = "vpcaccess.googleapis.com/connector/cpu/utilizations"
+BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
+CONNECTOR_FILTER = f'metric.type = "{CPU}" AND resource.label.connector_name = "staging-connector"'
+SQL_FILTER = (f'metric.type = "{BACKENDS}" AND resource.type = "cloudsql_database" '
+              f'AND resource.label.database_id = "{PROJECT}:{SQL_INSTANCE}"')
 
 
 def advance(sim: Simulator, seconds: float) -> dict:
@@ -91,3 +109,42 @@ def ws_session(sim: Simulator) -> list[dict]:
             ws.send(json.dumps({"type": "chat", "message": "hello"}))
             answers.append(json.loads(ws.recv(timeout=5)))
     return answers
+
+
+def wait_op(compute, op: dict) -> dict:
+    """Wait for a global Compute operation with the discovery client."""
+    return compute.globalOperations().wait(project=PROJECT, operation=op["name"]).execute()
+
+
+def attach_certificates(compute, *names: str) -> None:
+    """Set the staging proxy's certificates (by partial URL) and wait for the operation."""
+    links = [f"projects/{PROJECT}/global/sslCertificates/{n}" for n in names]
+    wait_op(compute, compute.targetHttpsProxies().setSslCertificates(
+        project=PROJECT, targetHttpsProxy="staging-https-proxy", body={"sslCertificates": links}).execute())
+
+
+def rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window(minutes: int = 5) -> tuple[str, str]:
+    end = datetime.now(timezone.utc)
+    return rfc3339(end - timedelta(minutes=minutes)), rfc3339(end)
+
+
+def series(sim: Simulator, flt: str, **kw) -> dict:
+    """timeSeries.list through the monitoring discovery client over the last 5 minutes."""
+    start, end = window()
+    params = {"interval_startTime": start, "interval_endTime": end, "view": "FULL"} | kw
+    mon = discovery(sim, "monitoring", "v3")
+    return mon.projects().timeSeries().list(name=f"projects/{PROJECT}", filter=flt, **params).execute()
+
+
+def value(sim: Simulator, flt: str) -> float:
+    """The one point of the one series the filter selects (a distribution's mean)."""
+    (ts,) = series(sim, flt)["timeSeries"]
+    (point,) = ts["points"]
+    v = point["value"]
+    if "distributionValue" in v:
+        return v["distributionValue"]["mean"]
+    return float(v["doubleValue"]) if "doubleValue" in v else int(v["int64Value"])

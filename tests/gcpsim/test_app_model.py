@@ -10,10 +10,9 @@ import urllib.request
 
 import pytest
 from gcpsim_helpers import (
-    AUTH, BACKEND, CONNECTOR, MAX_PROBE, PROJECT, REGION, advance, discovery, gapic_options, raw,
-    remediate_infrastructure, ws_session,
+    AUTH, BACKEND, CONNECTOR, CONNECTOR_FILTER, MAX_PROBE, PROJECT, REDIS, SQL_FILTER, advance, discovery,
+    gapic_options, raw, remediate_infrastructure, series, value, ws_session,
 )
-from test_time_series import CONNECTOR_FILTER, SQL_FILTER, series
 from google.cloud import run_v2
 
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -122,12 +121,6 @@ def test_instance_group_world_cuts_websockets_at_the_backend_timeout(sim):
     assert first[0]["type"] == "auth_ok" and first[1]["code"] == 504
 
 
-def _connector_utilisation(sim) -> float:
-    (ts,) = series(sim, CONNECTOR_FILTER)["timeSeries"]
-    v = ts["points"][0]["value"]
-    return v["distributionValue"]["mean"] if "distributionValue" in v else v["doubleValue"]
-
-
 def test_calibrated_remediation_heals_and_rollback_breaks_again(sim):
     original = remediate(sim)
     figures = sim.admin("GET", "/_sim/app")
@@ -137,7 +130,7 @@ def test_calibrated_remediation_heals_and_rollback_breaks_again(sim):
                            ("/health/redis", 10, 5000)):
         failures, latencies = hit(sim, path, n)
         assert failures == 0 and max(latencies) < limit, path
-    assert _connector_utilisation(sim) < 0.70
+    assert value(sim, CONNECTOR_FILTER) < 0.70
     (ts,) = series(sim, SQL_FILTER)["timeSeries"]
     assert int(ts["points"][0]["value"]["int64Value"]) / 400 < 0.75
     assert [m["type"] for m in ws_session(sim)] == ["auth_ok", "ai_response"]
@@ -187,6 +180,3 @@ def test_no_egress_demand_means_no_connector_overflow(sim):
     assert (connector["utilisation"], connector["overflow_share"]) == (0, 0)
     failures, latencies = hit(sim, "/health", 3)  # hit() fails on anything but 200 or 503
     assert failures + len(latencies) == 3
-
-
-REDIS = f"projects/{PROJECT}/locations/{REGION}/instances/staging-redis"

@@ -2,19 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from gcpsim_helpers import PROJECT, add_fault, advance, discovery, mutations
+from gcpsim_helpers import LB_IP, PROJECT, add_fault, advance, attach_certificates, mutations, wait_op
 from googleapiclient.errors import HttpError
 
 HC, BS, CERT = "staging-backend-health-check", "staging-backend-service", "staging-netrasystems-ai-cert"
-
-
-@pytest.fixture
-def compute(sim):
-    return discovery(sim, "compute", "v1")
-
-
-def _wait(compute, op):
-    return compute.globalOperations().wait(project=PROJECT, operation=op["name"]).execute()
 
 
 def test_health_check_patch_and_limit(sim, compute):
@@ -27,7 +18,7 @@ def test_health_check_patch_and_limit(sim, compute):
     op = compute.healthChecks().patch(project=PROJECT, healthCheck=HC, body={
         "checkIntervalSec": 30, "timeoutSec": 30, "unhealthyThreshold": 5, "healthyThreshold": 2}).execute()
     assert op["kind"] == "compute#operation" and op["operationType"] == "patch"
-    assert _wait(compute, op)["status"] == "DONE"
+    assert wait_op(compute, op)["status"] == "DONE"
     got = compute.globalOperations().get(project=PROJECT, operation=op["name"]).execute()
     assert got["status"] == "DONE" and "error" not in got
     hc = compute.healthChecks().get(project=PROJECT, healthCheck=HC).execute()
@@ -61,12 +52,6 @@ def test_backend_service_fingerprint_and_request_id(sim, compute):
     assert err.value.status_code == 412
 
 
-def _attach(compute, *names):
-    links = [f"projects/{PROJECT}/global/sslCertificates/{n}" for n in names]
-    _wait(compute, compute.targetHttpsProxies().setSslCertificates(
-        project=PROJECT, targetHttpsProxy="staging-https-proxy", body={"sslCertificates": links}).execute())
-
-
 def _status(compute, name=CERT):
     managed = compute.sslCertificates().get(project=PROJECT, sslCertificate=name).execute()["managed"]
     return managed["status"], managed["domainStatus"]
@@ -81,7 +66,7 @@ def test_managed_certificate_lifecycle(sim, compute):
     domains = ["staging.netrasystems.ai", "api-staging.netrasystems.ai"]
     op = compute.sslCertificates().insert(project=PROJECT, body={
         "name": CERT, "type": "MANAGED", "managed": {"domains": domains}}).execute()
-    _wait(compute, op)
+    wait_op(compute, op)
     assert _status(compute)[0] == "PROVISIONING"
     listed = compute.sslCertificates().list(project=PROJECT, filter='name = "staging-netrasystems-ai-cert"').execute()
     assert [c["name"] for c in listed["items"]] == [CERT]
@@ -91,7 +76,7 @@ def test_managed_certificate_lifecycle(sim, compute):
     assert err.value.status_code == 409
     advance(sim, 610)  # not attached: Google does not even start
     assert _status(compute) == ("PROVISIONING", {d: "PROVISIONING" for d in domains})
-    _attach(compute, "staging-legacy-cert", CERT)  # keep the certificate already attached
+    attach_certificates(compute, "staging-legacy-cert", CERT)  # keep the certificate already attached
     advance(sim, 300)
     assert _status(compute)[0] == "PROVISIONING"
     advance(sim, 310)  # 600 s after it became eligible
@@ -100,28 +85,28 @@ def test_managed_certificate_lifecycle(sim, compute):
     with pytest.raises(HttpError) as err:
         compute.sslCertificates().delete(project=PROJECT, sslCertificate=CERT).execute()
     assert err.value.status_code == 400 and err.value.error_details[0]["reason"] == "resourceInUseByAnotherResource"
-    _attach(compute, "staging-legacy-cert")
-    _wait(compute, compute.sslCertificates().delete(project=PROJECT, sslCertificate=CERT).execute())
+    attach_certificates(compute, "staging-legacy-cert")
+    wait_op(compute, compute.sslCertificates().delete(project=PROJECT, sslCertificate=CERT).execute())
     assert [c["name"] for c in compute.sslCertificates().list(project=PROJECT).execute()["items"]] == \
         ["staging-legacy-cert"]
     assert [m["method"] for m in mutations(sim)] == ["POST", "POST", "POST", "DELETE"]
 
 
 def test_managed_certificate_needs_dns_and_stops_when_detached(sim, compute):
-    _wait(compute, compute.sslCertificates().insert(project=PROJECT, body={
+    wait_op(compute, compute.sslCertificates().insert(project=PROJECT, body={
         "name": "www-cert", "type": "MANAGED",
         "managed": {"domains": ["staging.netrasystems.ai", "www.netrasystems.ai"]}}).execute())
-    _attach(compute, "staging-legacy-cert", "www-cert")
+    attach_certificates(compute, "staging-legacy-cert", "www-cert")
     advance(sim, 700)  # www does not resolve to the load balancer's IP
     assert _status(compute, "www-cert") == ("PROVISIONING", {"staging.netrasystems.ai": "PROVISIONING",
                                                              "www.netrasystems.ai": "FAILED_NOT_VISIBLE"})
     state = sim.admin("GET", "/_sim/state")  # a custom world where www resolves (and the cert is attached)
-    state["dns"]["www.netrasystems.ai"] = "34.120.10.20"
+    state["dns"]["www.netrasystems.ai"] = LB_IP
     sim.admin("POST", "/_sim/reset", state)
     advance(sim, 300)
     assert _status(compute, "www-cert")[0] == "PROVISIONING"
-    _attach(compute, "staging-legacy-cert")  # detached before ACTIVE: provisioning stops
-    _attach(compute, "staging-legacy-cert", "www-cert")  # re-attached: the 600 s start again
+    attach_certificates(compute, "staging-legacy-cert")  # detached before ACTIVE: provisioning stops
+    attach_certificates(compute, "staging-legacy-cert", "www-cert")  # re-attached: the 600 s start again
     advance(sim, 400)
     assert _status(compute, "www-cert")[0] == "PROVISIONING"
     advance(sim, 210)
@@ -131,7 +116,7 @@ def test_managed_certificate_needs_dns_and_stops_when_detached(sim, compute):
 def test_operation_error_applies_nothing(sim, compute):
     add_fault(sim, kind="operation_error", api="compute", resource="healthChecks", code=13)
     op = compute.healthChecks().patch(project=PROJECT, healthCheck=HC, body={"timeoutSec": 4}).execute()
-    done = _wait(compute, op)
+    done = wait_op(compute, op)
     assert done["status"] == "DONE" and done["error"]["errors"][0]["code"] == "INTERNAL_ERROR"
     assert done["httpErrorStatusCode"] == 500
     assert compute.healthChecks().get(project=PROJECT, healthCheck=HC).execute()["timeoutSec"] == 5
@@ -144,7 +129,7 @@ def test_fingerprint_is_new_after_every_change_even_a_revert(sim, compute):
     fingerprints = [services.get(project=PROJECT, backendService=BS).execute()["fingerprint"]]
     for timeout in (600, 30):  # 30 -> 600 -> 30: the content ends where it started
         body = {"timeoutSec": timeout, "fingerprint": fingerprints[-1]}
-        _wait(compute, services.patch(project=PROJECT, backendService=BS, body=body).execute())
+        wait_op(compute, services.patch(project=PROJECT, backendService=BS, body=body).execute())
         fingerprints.append(services.get(project=PROJECT, backendService=BS).execute()["fingerprint"])
     assert services.get(project=PROJECT, backendService=BS).execute()["timeoutSec"] == 30
     assert len(set(fingerprints)) == 3

@@ -3,10 +3,9 @@ instance-group world, through the real discovery clients."""
 from __future__ import annotations
 
 import pytest
-from gcpsim_helpers import PROJECT, REGION, discovery, mutations, raw
+from gcpsim_helpers import LB_IP, LINK, PROJECT, REDIS, REGION, discovery, mutations, raw, wait_op
 from googleapiclient.errors import HttpError
 
-LINK = "https://www.googleapis.com/compute/v1/"
 G = f"projects/{PROJECT}/global"
 PROXY, RULE, URL_MAP = "staging-https-proxy", "staging-https-rule", "staging-url-map"
 BS, AUTH_BS = "staging-backend-service", "staging-auth-service"
@@ -14,19 +13,10 @@ NEG = f"{LINK}projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/netra-ba
 LEGACY = f"{LINK}{G}/sslCertificates/staging-legacy-cert"
 
 
-@pytest.fixture
-def compute(sim):
-    return discovery(sim, "compute", "v1")
-
-
-def _wait(compute, op):
-    return compute.globalOperations().wait(project=PROJECT, operation=op["name"]).execute()
-
-
 def test_topology_from_forwarding_rule_to_serverless_neg(sim, compute):
     rule = compute.globalForwardingRules().get(project=PROJECT, forwardingRule=RULE).execute()
     assert (rule["IPAddress"], rule["IPProtocol"], rule["portRange"], rule["loadBalancingScheme"]) == \
-        ("34.120.10.20", "TCP", "443-443", "EXTERNAL_MANAGED")
+        (LB_IP, "TCP", "443-443", "EXTERNAL_MANAGED")
     assert rule["target"] == f"{LINK}{G}/targetHttpsProxies/{PROXY}"
     assert [r["name"] for r in compute.globalForwardingRules().list(project=PROJECT).execute()["items"]] == [RULE]
 
@@ -81,7 +71,7 @@ def test_serverless_backend_service_refuses_timeout_and_health_checks(sim, compu
     # The health checks still exist and can be patched; they are attached to nothing.
     op = compute.healthChecks().patch(project=PROJECT, healthCheck="staging-backend-health-check",
                                       body={"checkIntervalSec": 30, "timeoutSec": 30}).execute()
-    assert _wait(compute, op)["status"] == "DONE"
+    assert wait_op(compute, op)["status"] == "DONE"
     # ...and they change nothing for the Cloud Run app behind a serverless NEG.
     assert sim.admin("GET", "/_sim/app")["routes"]["backend"]["health_check"] is None
 
@@ -89,7 +79,7 @@ def test_serverless_backend_service_refuses_timeout_and_health_checks(sim, compu
 def test_set_ssl_certificates(sim, compute):
     op = compute.sslCertificates().insert(project=PROJECT, body={
         "name": "new-cert", "type": "MANAGED", "managed": {"domains": ["staging.netrasystems.ai"]}}).execute()
-    _wait(compute, op)
+    wait_op(compute, op)
     new = f"{LINK}{G}/sslCertificates/new-cert"
     before = mutations(sim)[-1]["seq"]
     rid = "5a0c1b7e-7c1e-4a53-9d1a-5b0c3d2e1f01"
@@ -100,7 +90,7 @@ def test_set_ssl_certificates(sim, compute):
     op1, op2 = req.execute(), req.execute()
     assert op1["name"] == op2["name"] and op1["operationType"] == "setSslCertificates"
     assert op1["targetLink"] == f"{LINK}{G}/targetHttpsProxies/{PROXY}"
-    assert _wait(compute, op1)["status"] == "DONE"
+    assert wait_op(compute, op1)["status"] == "DONE"
     proxy = compute.targetHttpsProxies().get(project=PROJECT, targetHttpsProxy=PROXY).execute()
     assert proxy["sslCertificates"] == [LEGACY, new]
     logged = mutations(sim, since=before)
@@ -127,7 +117,7 @@ def test_set_ssl_certificates(sim, compute):
 
 def test_redis_instance_and_dns(sim):
     redis = discovery(sim, "redis", "v1")
-    name = f"projects/{PROJECT}/locations/{REGION}/instances/staging-redis"
+    name = REDIS
     inst = redis.projects().locations().instances().get(name=name).execute()
     assert (inst["host"], inst["port"], inst["state"], inst["connectMode"], inst["tier"]) == \
         ("10.30.0.4", 6379, "READY", "DIRECT_PEERING", "BASIC")
@@ -139,7 +129,7 @@ def test_redis_instance_and_dns(sim):
         redis.projects().locations().instances().get(name=name.replace("staging-redis", "nope")).execute()
     assert err.value.status_code == 404 and "NOT_FOUND" in err.value.content.decode()
     state = sim.admin("GET", "/_sim/state")
-    assert state["dns"]["staging.netrasystems.ai"] == "34.120.10.20" and name in state["redis"]
+    assert state["dns"]["staging.netrasystems.ai"] == LB_IP and name in state["redis"]
     # A fault can target the redis API.
     sim.admin("POST", "/_sim/faults", {"api": "redis", "kind": "http", "status": 503})
     with pytest.raises(HttpError) as err:
@@ -158,10 +148,10 @@ def test_instance_group_world(sim, compute):
     assert figures["routes"]["backend"]["websocket_limit_seconds"] == 30
     op = compute.backendServices().patch(project=PROJECT, backendService=BS,
                                          body={"timeoutSec": 600, "fingerprint": bs["fingerprint"]}).execute()
-    _wait(compute, op)
+    wait_op(compute, op)
     assert sim.admin("GET", "/_sim/app")["routes"]["backend"]["websocket_limit_seconds"] == 300  # Run timeout
     assert figures["routes"]["backend"]["health_check"]["failing_share"] > 0  # 5 s probes, 8.7 s /health
-    _wait(compute, compute.healthChecks().patch(project=PROJECT, healthCheck="staging-backend-health-check",
+    wait_op(compute, compute.healthChecks().patch(project=PROJECT, healthCheck="staging-backend-health-check",
                                                 body={"checkIntervalSec": 30, "timeoutSec": 30}).execute())
     route = sim.admin("GET", "/_sim/app")["routes"]["backend"]
     assert route["health_check"]["failing_share"] == 0 and route["rate_503"] < figures["routes"]["backend"]["rate_503"]
@@ -170,6 +160,53 @@ def test_instance_group_world(sim, compute):
     for body in ({"world": "nope"}, {"wrld": "serverless"}):
         status, err = raw(sim, "POST", "/_sim/reset", body)
         assert status == 400 and err["error"]["details"][0]["metadata"]["field"] in ("world", "wrld")
+
+
+def test_partial_health_check_link_stays_effective(sim, compute):
+    """A partial URL (as Compute accepts) names the health check the app model then uses;
+    it is stored as the full selfLink. A link whose last segment merely names an existing
+    health check in another collection is refused."""
+    sim.admin("POST", "/_sim/reset", {"world": "instance-group"})
+    hc_name = "staging-backend-health-check"
+    bs = compute.backendServices().get(project=PROJECT, backendService=BS).execute()
+    with pytest.raises(HttpError) as err:
+        compute.backendServices().patch(project=PROJECT, backendService=BS, body={
+            "healthChecks": [f"global/urlMaps/{hc_name}"], "fingerprint": bs["fingerprint"]}).execute()
+    assert err.value.status_code == 400 and "healthChecks[0]" in err.value.reason
+    op = compute.backendServices().patch(project=PROJECT, backendService=BS, body={
+        "healthChecks": [f"global/healthChecks/{hc_name}"], "fingerprint": bs["fingerprint"]}).execute()
+    assert wait_op(compute, op)["status"] == "DONE"
+    after = compute.backendServices().get(project=PROJECT, backendService=BS).execute()
+    assert after["healthChecks"] == [f"{LINK}{G}/healthChecks/{hc_name}"]
+    route = sim.admin("GET", "/_sim/app")["routes"]["backend"]
+    assert route["health_check"] is not None and route["health_check"]["name"] == hc_name
+    assert route["health_check"]["failing_share"] > 0  # 5 s probes, slow /health: still flapping
+
+
+def test_partial_neg_link_with_timeout_is_refused(sim, compute):
+    """A1 holds whatever form the serverless NEG reference takes (here a regional partial URL)."""
+    bs = compute.backendServices().get(project=PROJECT, backendService=BS).execute()
+    group = f"regions/{REGION}/networkEndpointGroups/netra-backend-staging-neg"
+    with pytest.raises(HttpError) as err:
+        compute.backendServices().patch(project=PROJECT, backendService=BS, body={
+            "backends": [{"group": group}], "timeoutSec": 600, "fingerprint": bs["fingerprint"]}).execute()
+    assert err.value.status_code == 400
+    assert err.value.reason == ("Invalid value for field 'resource.timeoutSec': '600'. Timeout sec is not supported "
+                                "for a backend service with Serverless network endpoint groups.")
+    assert compute.backendServices().get(project=PROJECT, backendService=BS).execute() == bs
+    assert mutations(sim) == []
+    # Without timeoutSec the same partial reference is accepted and stored as the full selfLink.
+    wait_op(compute, compute.backendServices().patch(project=PROJECT, backendService=BS, body={
+        "backends": [{"group": group}], "fingerprint": bs["fingerprint"]}).execute())
+    assert compute.backendServices().get(project=PROJECT, backendService=BS).execute()["backends"] == [{"group": NEG}]
+    assert sim.admin("GET", "/_sim/app")["routes"]["backend"]["serverless"] is True
+
+
+def test_bare_certificate_name_is_stored_as_self_link(sim, compute):
+    wait_op(compute, compute.targetHttpsProxies().setSslCertificates(
+        project=PROJECT, targetHttpsProxy=PROXY, body={"sslCertificates": ["staging-legacy-cert"]}).execute())
+    assert compute.targetHttpsProxies().get(project=PROJECT, targetHttpsProxy=PROXY).execute()[
+        "sslCertificates"] == [LEGACY]
 
 
 def test_zonal_neg_in_a_custom_world(sim, compute):

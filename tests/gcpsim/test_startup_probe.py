@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from gcpsim_helpers import (
-    AUTH, BACKEND, MAX_PROBE, MAX_PROBE_WINDOW_S, advance, gapic_options, mutations, raw, remediate_infrastructure,
+    AUTH, BACKEND, MAX_PROBE, MAX_PROBE_WINDOW_S, advance, gapic_options, mutations, probe_window_s, raw,
+    remediate_infrastructure,
 )
 from google.api_core import exceptions
 from google.cloud import run_v2
@@ -174,7 +175,7 @@ def test_slow_start_fails_with_default_and_short_probes(sim, services):
 def test_outage_start_fails_even_with_the_longest_probe(sim, services):
     """(a) Default world: the connector overflows and Cloud SQL refuses connections, so the
     backend needs 720 s; the longest probe Cloud Run allows gives 480 s."""
-    assert MAX_PROBE_WINDOW_S == 480
+    assert probe_window_s(MAX_PROBE) == MAX_PROBE_WINDOW_S == 480
     old = [(t.revision, t.percent) for t in services.get_service(name=BACKEND).traffic_statuses]
     op = _deploy_backend(services, probe=True)
     advance(sim, 400)

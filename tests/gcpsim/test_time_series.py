@@ -5,39 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from gcpsim_helpers import CONNECTOR, PROJECT, add_fault, advance, discovery, raw
+from gcpsim_helpers import (
+    BACKENDS, CONNECTOR, CONNECTOR_FILTER, CPU, PROJECT, SQL_FILTER, add_fault, advance, discovery, raw, rfc3339,
+    series, value, window,
+)
 from googleapiclient.errors import HttpError
-
-CPU = "vpcaccess.googleapis.com/connector/cpu/utilizations"
-BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
-CONNECTOR_FILTER = f'metric.type = "{CPU}" AND resource.label.connector_name = "staging-connector"'
-SQL_FILTER = (f'metric.type = "{BACKENDS}" AND resource.type = "cloudsql_database" '
-              f'AND resource.label.database_id = "{PROJECT}:netra-staging-db"')
-
-
-def _rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def window(minutes: int = 5) -> tuple[str, str]:
-    end = datetime.now(timezone.utc)
-    return _rfc3339(end - timedelta(minutes=minutes)), _rfc3339(end)
-
-
-def series(sim, flt: str, **kw) -> dict:
-    start, end = window()
-    params = {"interval_startTime": start, "interval_endTime": end, "view": "FULL"} | kw
-    mon = discovery(sim, "monitoring", "v3")
-    return mon.projects().timeSeries().list(name=f"projects/{PROJECT}", filter=flt, **params).execute()
-
-
-def value(sim, flt: str) -> float:
-    (ts,) = series(sim, flt)["timeSeries"]
-    (point,) = ts["points"]
-    v = point["value"]
-    if "distributionValue" in v:
-        return v["distributionValue"]["mean"]
-    return float(v["doubleValue"]) if "doubleValue" in v else int(v["int64Value"])
 
 
 def test_request_uses_the_discovery_query_parameters(sim):
@@ -49,7 +21,7 @@ def test_request_uses_the_discovery_query_parameters(sim):
     # The simulator answers those parameters: an interval that ended an hour before the
     # simulated now gets its one point stamped at the interval's end.
     end = datetime.now(timezone.utc) - timedelta(hours=1)
-    start, end = _rfc3339(end - timedelta(minutes=5)), _rfc3339(end)
+    start, end = rfc3339(end - timedelta(minutes=5)), rfc3339(end)
     out = mon.projects().timeSeries().list(name=f"projects/{PROJECT}", filter=CONNECTOR_FILTER,
                                            interval_startTime=start, interval_endTime=end, view="FULL").execute()
     (point,) = out["timeSeries"][0]["points"]
