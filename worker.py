@@ -3,8 +3,12 @@
     python worker.py
 
 Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default),
-REMEDIATION_TASK_QUEUE (remediation), and the backend settings read by
-``activities.settings`` (REMEDIATION_BACKEND=sim|gcp, REMEDIATION_GCP_ENDPOINT, ...).
+REMEDIATION_TASK_QUEUE (remediation), the backend settings read by ``activities.settings``
+(REMEDIATION_BACKEND=sim|gcp, REMEDIATION_GCP_ENDPOINT, ...) and the notification channels
+(REMEDIATION_NOTIFY_CHANNELS_FILE, see activities/notify_channels.py).
+
+Every worker process also serves the target-lease keepers (task queue
+``remediation-leases``), so leases work whichever worker is up.
 """
 
 from __future__ import annotations
@@ -20,21 +24,42 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.failure_attempts import FailureAttemptInterceptor
+from activities.leases import LeaseActivities
+from activities.run_history import RunHistoryActivities
+from runbook.leases import LEASE_TASK_QUEUE
 from runbook.messages import DEFAULT_TASK_QUEUE
+from workflows.lease_keeper import TargetLeaseWorkflow
 from workflows.plan_only import RemediationPlanWorkflow
 from workflows.remediation import RemediationWorkflow
+from workflows.rollback_only import RemediationRollbackWorkflow
 
-WORKFLOWS = [RemediationWorkflow, RemediationPlanWorkflow]
+WORKFLOWS = [RemediationWorkflow, RemediationPlanWorkflow, RemediationRollbackWorkflow]
 
 
 def build_worker(client: Client, task_queue: str, activities: list, **overrides) -> Worker:
     """The worker as production runs it; tests build theirs here too (``overrides`` for
-    what a test must vary, e.g. no workflow cache)."""
-    options = dict(workflows=WORKFLOWS, activities=activities,
+    what a test must vary, e.g. no workflow cache). ``activities`` are the cloud's; the
+    ones that talk to Temporal itself (leases, reading a run's history) are added here."""
+    options = dict(workflows=WORKFLOWS, activities=[*activities, *temporal_activities(client)[0]],
                    interceptors=[FailureAttemptInterceptor()],
                    # Let in-flight activities finish or checkpoint on shutdown.
                    graceful_shutdown_timeout=timedelta(seconds=10))
     return Worker(client, task_queue=task_queue, **(options | overrides))
+
+
+def temporal_activities(client: Client) -> tuple[list, list]:
+    """The activities that talk to Temporal itself: (the remediation worker's: take a
+    lease, read a run's history; the lease worker's: describe runs)."""
+    leases = LeaseActivities(client)
+    return ([leases.acquire_lease, RunHistoryActivities(client).read_changes_in_force],
+            [leases.describe_runs])
+
+
+def build_lease_worker(client: Client) -> Worker:
+    """The lease keepers' worker (workflows/lease_keeper.py), beside the main one in every
+    worker process: a keeper is served whichever worker is up."""
+    return Worker(client, task_queue=LEASE_TASK_QUEUE, workflows=[TargetLeaseWorkflow],
+                  activities=temporal_activities(client)[1])
 
 
 async def main() -> None:
@@ -50,13 +75,14 @@ async def main() -> None:
     client = await Client.connect(address, namespace=namespace,
                                   data_converter=pydantic_data_converter)
     worker = build_worker(client, task_queue, build_activities(settings))
+    lease_worker = build_lease_worker(client)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     logging.info("worker on %s namespace=%s task_queue=%s backend=%s",
                  address, namespace, task_queue, settings.backend)
-    async with worker:
+    async with worker, lease_worker:
         await stop.wait()
         logging.info("shutting down: finishing in-flight activities")
 

@@ -15,6 +15,8 @@ from activities.diagnose import DiagnoseActivities
 from activities.memorystore import MemorystoreActivities
 from activities.monitoring import MonitoringActivities
 from activities.notify import NotifyActivities
+from activities.notify_channel import ChannelNotifyActivities
+from activities.notify_channels import NotifyChannels
 from activities.probes import ProbeActivities
 from activities.secret_manager import SecretManagerActivities
 from activities.settings import Settings
@@ -38,8 +40,11 @@ def build_activities(settings: Settings | None = None,
     monitoring = MonitoringActivities(clients)
     probes = ProbeActivities(settings)
     notify = NotifyActivities()
+    # Read at worker start: a bad channels file stops the worker with its message.
+    channel_notify = ChannelNotifyActivities(NotifyChannels.from_env(), clients)
     return [
         diag.diagnose, verify.verify_infrastructure, redis.check_redis, notify.notify,
+        channel_notify.notify_channel,
         vpc.scale_connector,
         sql.expand_sql, sql.restore_sql,
         run.deploy_revision, run.route_traffic_to_latest, run.restore_service,

@@ -25,8 +25,9 @@ from activities.settings import Settings
 from devstack.stack import find_temporal
 from gcpsim.launcher import start_simulator
 from runbook.messages import UPDATE_APPROVE, WORKFLOW_TYPE
+from runbook.run_result import final_report
 from runbook.status import RemediationReport, RunState, RunStatus
-from worker import build_worker
+from worker import build_lease_worker, build_worker
 from workflows import search_attributes as sa
 
 GATES = ["phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions"]
@@ -82,7 +83,7 @@ async def rollback_run(env, sim, tq) -> None:
     sim.admin("POST", "/_sim/faults", {"api": "app", "kind": "app_503", "count": 100000})
     await _until(env, handle, lambda s: s.state == RunState.ROLLING_BACK, skip_s=5)
     sim_start, wall_start = _sim_now(sim), time.perf_counter()
-    report = await handle.result()
+    report = await final_report(handle)  # a rolled-back run ends Failed, report in the details
     sim_took = (_sim_now(sim) - sim_start).total_seconds()
     wall = time.perf_counter() - wall_start
     sim.admin("DELETE", "/_sim/faults")
@@ -107,7 +108,8 @@ async def main() -> None:
         settings = Settings(backend="sim", gcp_endpoint=sim.endpoint, poll_interval_s=0.1)
         tq = f"bench-{uuid.uuid4().hex[:6]}"
         try:
-            async with build_worker(env.client, tq, build_activities(settings)):
+            async with build_worker(env.client, tq, build_activities(settings)), \
+                    build_lease_worker(env.client):
                 await full_run(env, sim, tq)
                 await rollback_run(env, sim, tq)
         finally:

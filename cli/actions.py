@@ -34,6 +34,7 @@ from cli.client import (
 from runbook import messages as m
 from runbook.plan import Plan
 from runbook.request import RemediationRequest
+from runbook.run_result import final_report
 from runbook.status import RemediationReport, RunState, RunStatus
 from workflows import search_attributes as sa
 
@@ -137,7 +138,9 @@ async def get_status(settings: Settings, wid: str, client: Client | None = None)
     if desc.status != WorkflowExecutionStatus.RUNNING:
         # A closed run's report is in history: no worker needed to read it.
         try:
-            view.report = await handle.result(result_type=RemediationReport, follow_runs=False)
+            # Completed, Failed with the report in its details, or Canceled with it in
+            # the memo (runbook/outcome.py).
+            view.report = await final_report(handle)
         except WorkflowFailureError as err:
             view.failure = _cause(err)
         except Exception as err:  # result of another shape, or terminated/cancelled

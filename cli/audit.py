@@ -33,9 +33,11 @@ from cli.runbook_version import older_version_note, patch_id
 from runbook import activity_names as act
 from runbook import messages as m
 from runbook.activity_io import Diagnosis
+from runbook.outcome import MEMO_REPORT, report_from_details
+from runbook.changes_in_force import abandoned_run
 from runbook.plan import build_plan
 from runbook.request import request_problems
-from runbook.status import TERMINAL_STATES, ChangeRecord, RemediationReport, RunState
+from runbook.status import TERMINAL_STATES, ChangeRecord, RunState
 from workflows import search_attributes as sa
 
 # Updates refused by their validator never reach history (Temporal does not record them);
@@ -74,6 +76,7 @@ class _Builder:
         self.updates: dict[str, Decision] = {}  # by update id
         self.diagnosis: Any = None
         self.patches: set[str] = set()
+        self.memo_report: Any = None
 
     def build(self) -> AuditReport:
         for ev in self.events:
@@ -83,7 +86,8 @@ class _Builder:
         a = self.a
         a.activities = sorted(self.activities.values(), key=lambda r: r.scheduled_at)
         a.timers = sorted(self.timers.values(), key=lambda t: t.started_at)
-        a.notifications = [self._notification(r) for r in a.activities if r.activity_type == act.NOTIFY]
+        a.notifications = [self._notification(r) for r in a.activities
+                           if r.activity_type in (act.NOTIFY, act.NOTIFY_CHANNEL)]
         self._signal_results()
         self._plan()
         self._changes()
@@ -218,31 +222,49 @@ class _Builder:
 
     def _on_workflow_execution_completed_event_attributes(self, ev, at) -> None:
         a = self.a
-        a.closed_at = _at(ev)
+        a.closed_at, a.closed_as = _at(ev), "COMPLETED"
         result = first(at.result)
-        try:
-            a.report = RemediationReport.model_validate(result)
-            a.outcome = a.report.outcome.value
-            a.outcome_detail = a.report.reason
-        except Exception:
+        if not self._take_report(result):
             a.outcome = "COMPLETED"
             a.outcome_detail = f"result: {result!r}"[:500]
 
     def _on_workflow_execution_failed_event_attributes(self, ev, at) -> None:
-        self.a.closed_at, self.a.outcome = _at(ev), "FAILED"
-        self.a.outcome_detail = _failure_text(at.failure)
+        # Since safety-1 every outcome but SUCCEEDED ends here, the report in the details.
+        self.a.closed_at, self.a.closed_as = _at(ev), "FAILED"
+        info = at.failure.application_failure_info
+        if not self._take_report(first(info.details) if info.HasField("details") else None):
+            self.a.outcome = "FAILED"
+            self.a.outcome_detail = _failure_text(at.failure)
+
+    def _on_workflow_properties_modified_event_attributes(self, ev, at) -> None:
+        # A cancelled run writes its report to the memo before it ends (runbook/outcome.py).
+        fields = at.upserted_memo.fields
+        if MEMO_REPORT in fields:
+            self.memo_report = decode(fields[MEMO_REPORT])
+
+    def _take_report(self, value: Any) -> bool:
+        report = report_from_details([value]) if value is not None else None
+        if report is None:
+            return False
+        self.a.report, self.a.outcome = report, report.outcome.value
+        self.a.outcome_detail = report.reason
+        return True
 
     def _on_workflow_execution_terminated_event_attributes(self, ev, at) -> None:
         self.a.closed_at, self.a.outcome = _at(ev), "TERMINATED"
+        self.a.closed_as = "TERMINATED"
         self.a.outcome_detail = f"terminated by {at.identity or 'unknown'}: {at.reason}"
         self.a.decisions.append(Decision(at=_at(ev), event_id=ev.event_id, action="terminate", via="api",
                                          identity=at.identity, comment=at.reason, result="done"))
 
     def _on_workflow_execution_canceled_event_attributes(self, ev, at) -> None:
-        self.a.closed_at, self.a.outcome = _at(ev), "CANCELED"
+        self.a.closed_at, self.a.closed_as = _at(ev), "CANCELED"
+        if not self._take_report(self.memo_report):
+            self.a.outcome = "CANCELED"
 
     def _on_workflow_execution_timed_out_event_attributes(self, ev, at) -> None:
         self.a.closed_at, self.a.outcome = _at(ev), "TIMED_OUT"
+        self.a.closed_as = "TIMED_OUT"
         self.a.outcome_detail = "the workflow execution timeout expired"
 
     # --- derived sections -------------------------------------------------------------
@@ -251,7 +273,8 @@ class _Builder:
         p = r.input if isinstance(r.input, dict) else {}
         return Notification(at=r.scheduled_at, event_id=r.event_id, level=str(p.get("level", "")),
                             recipient=str(p.get("recipient", "")),
-                            subject=str(p.get("subject", r.summary)), outcome=r.outcome)
+                            subject=str(p.get("subject", r.summary)), outcome=r.outcome,
+                            channel=str(p.get("channel", "")), attempts=r.attempts, error=r.error)
 
     def _signal_results(self) -> None:
         """Signals are not validated when sent: say whether the run applied each one."""
@@ -390,7 +413,7 @@ class _Builder:
 
 
 def build_audit(history: WorkflowHistory, source: str = "live history") -> AuditReport:
-    return _Builder(history, source).build()
+    return _Builder(history, source).build().model_copy(update={"in_force": abandoned_run(history)})
 
 
 def history_from_file(path: str, workflow_id: str | None = None) -> WorkflowHistory:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from runbook.changes_in_force import ChangesInForce
 from runbook.plan import Plan
 from runbook.status import ChangeRecord, RemediationReport
 
@@ -57,6 +58,9 @@ class Notification(BaseModel):
     recipient: str
     subject: str
     outcome: str
+    channel: str = ""  # per-channel notifications (runs since safety-1)
+    attempts: int = 0
+    error: str | None = None
 
 
 class StateChange(BaseModel):
@@ -110,7 +114,11 @@ class AuditReport(BaseModel):
     changes_source: str = ""
     outcome: str = "RUNNING"
     outcome_detail: str = ""
+    # How Temporal closed it: COMPLETED, FAILED, CANCELED, TERMINATED, TIMED_OUT
+    closed_as: str = ""
     closed_at: datetime | None = None
     report: RemediationReport | None = None
+    # Set when Temporal closed the run without its rollback (terminated, execution timeout).
+    in_force: ChangesInForce | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from cli.audit_model import AuditReport
+from cli.in_force import audit_facts, audit_sections
 from cli.render import fmt_duration, fmt_time
 from runbook.status import ChangeRecord
 
@@ -44,8 +45,11 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
     s.append(("Activities", ["scheduled", "activity", "summary", "attempts", "duration", "outcome", "error"],
               [[fmt_time(r.scheduled_at), r.activity_type, r.summary, r.attempts,
                 fmt_duration(r.duration_s), r.outcome, r.error or ""] for r in a.activities]))
-    s.append(("Escalations and notifications", ["time", "level", "to", "subject", "outcome"],
-              [[fmt_time(n.at), n.level, n.recipient, n.subject, n.outcome] for n in a.notifications]))
+    s.append(("Escalations and notifications", ["time", "level", "to", "channel", "subject", "outcome"],
+              [[fmt_time(n.at), n.level, n.recipient, n.channel or "-", n.subject,
+                n.outcome if n.outcome == "completed" else
+                f"{n.outcome.upper()} after {n.attempts} attempt(s): {n.error or ''}"]
+               for n in a.notifications]))
     s.append(("Timers (deadlines, reminders, budgets, soak samples)",
               ["started", "timer", "duration", "outcome", "ended"],
               [[fmt_time(t.started_at), t.summary or t.timer_id, fmt_duration(t.duration_s), t.outcome,
@@ -63,6 +67,7 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
                                                             "attributes", "note"],
                   [[f.step_id, f.terraform_resource, f.resource, ", ".join(f.attributes), f.note]
                    for f in a.report.iac_followup]))
+    s += audit_sections(a.in_force)
     return s
 
 
@@ -92,7 +97,8 @@ def _facts(a: AuditReport) -> list[tuple[str, str]]:
              ("Started", f"{fmt_time(a.started_at)} by {a.started_by or 'unknown'}"),
              ("Requested by", a.requested_by or "unknown"),
              ("Outcome", a.outcome + (f" — {a.outcome_detail}" if a.outcome_detail else "")),
-             ("Ended", fmt_time(a.closed_at))]
+             ("Ended", fmt_time(a.closed_at)
+                       + (f" (Temporal: {a.closed_as})" if a.closed_as else ""))]
     if a.static_summary:
         facts.append(("Summary", a.static_summary))
     if a.plan is not None:
@@ -102,6 +108,7 @@ def _facts(a: AuditReport) -> list[tuple[str, str]]:
         facts.append(("Plan", a.plan_note))
     if a.request_problems:
         facts.append(("Request problems", "; ".join(a.request_problems)))
+    facts += audit_facts(a.in_force)
     facts.append(("Changes from", a.changes_source or "-"))
     facts.append(("Audit source", f"{a.source}, generated {fmt_time(a.generated_at)}"))
     return facts

@@ -20,9 +20,11 @@ from rich.text import Text
 
 from cli import actions
 from cli.client import CliError, Settings, connect
+from cli.leases import render_conflicts, request_conflicts
 from cli.render import fmt_time, render_plan, render_report, render_status
 from cli.request_input import build_request
 from runbook import messages as m
+from runbook.changes_in_force import ABANDONED
 from runbook.status import TERMINAL_STATES, RunState
 
 class _App(typer.Typer):
@@ -132,6 +134,14 @@ def start(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incide
     settings: Settings = ctx.obj
     request = build_request(request_file=request_file, incident=incident, requested_by=requested_by,
                             project=project, region=region, sets=set_)
+    if conflicts := asyncio.run(request_conflicts(settings, request)):
+        err.print(render_conflicts(conflicts))
+        if request.lease.policy == "refuse":
+            # The lease keeper would refuse the run at once; say so before starting it.
+            raise CliError("another run holds some of this run's targets (lease policy refuse)",
+                           "wait for it to end (`runbook status <id> --watch`), or queue behind it "
+                           "with `--set lease.policy=wait`")
+        err.print(Text("lease policy wait: the run will queue behind them", style="yellow"))
     started = asyncio.run(actions.start_run(settings, request))
     url = settings.workflow_url(started.workflow_id)
     if as_json:
@@ -158,6 +168,8 @@ def plan(ctx: typer.Context, request_file: Optional[Path] = RequestFile, inciden
     """Diagnose read-only and print the plan; exits 1 when preflight finds problems."""
     request = build_request(request_file=request_file, incident=incident, requested_by=requested_by,
                             project=project, region=region, sets=set_)
+    if conflicts := asyncio.run(request_conflicts(ctx.obj, request)):
+        err.print(render_conflicts(conflicts))
     result = asyncio.run(actions.run_plan(ctx.obj, request, timeout))
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -206,6 +218,13 @@ def status(ctx: typer.Context, workflow_id: str = typer.Argument(..., help="run 
         payload = view.status or view.report
         print(payload.model_dump_json(indent=2) if payload else json.dumps({"failure": view.failure}))
         return
+    if view.description.status and view.description.status.name in ABANDONED:
+        # Terminated or timed out: no code ran its rollback. Say so first, with what it left.
+        from cli.in_force import render_in_force
+        from cli.rollback import in_force_of
+
+        out.print(render_in_force(*asyncio.run(in_force_of(settings, workflow_id))))
+        out.print(Text("Its last recorded status, as it was when Temporal closed it:", "dim"))
     if view.status is not None:
         out.print(render_status(workflow_id, view.status))
     elif view.report is not None:
@@ -264,6 +283,45 @@ def abort(ctx: typer.Context, workflow_id: str = typer.Argument(...),
     """Abort a run (signal): it rolls back reversible changes and stops."""
     asyncio.run(actions.send_signal(ctx.obj, workflow_id, m.SIGNAL_ABORT, m.AbortRequest(by=by, reason=reason)))
     out.print(f"abort sent to {workflow_id}; follow the rollback with `runbook status {workflow_id} --watch`")
+
+
+@app.command()
+@_runs
+def rollback(ctx: typer.Context,
+             workflow_id: str = typer.Argument(..., help="the terminated (or timed-out) run's id"),
+             by: Optional[str] = typer.Option(None, "--by", help="who asks (default: your login)"),
+             wait: bool = typer.Option(False, "--wait", help="wait for it and print its report")) -> None:
+    """Undo what a closed run left in force (e.g. after Terminate): a compensation-only run."""
+    from cli.client import login_name
+    from cli.in_force import render_rollback_report
+    from cli.rollback import run_rollback
+    from runbook.rollback import rollback_request_problems
+
+    settings: Settings = ctx.obj
+    req, problems = rollback_request_problems(
+        {"source_workflow_id": workflow_id, "requested_by": login_name() if by is None else by})
+    if req is None:
+        names = {"source_workflow_id": "WORKFLOW_ID", "requested_by": "--by"}
+        raise CliError("; ".join(f"{names.get(p.field, p.field)}: {p.reason}" for p in problems),
+                       "e.g. `runbook rollback remediation-1278-ab12cd --by <you>` (ids: `runbook list`)")
+    run = asyncio.run(run_rollback(settings, req, wait))
+    src = run.source
+    out.print(Text.assemble("Started rollback ", (run.workflow_id, "bold green"),
+                            f" of {req.source_workflow_id} ({src.closed_as}): {len(src.changes)} change(s) "
+                            f"in force, {sum(c.reversible for c in src.changes)} reversible, "
+                            f"{len(src.in_flight)} in flight (unknown)"))
+    out.print(f"  UI:     {settings.workflow_url(run.workflow_id)}")
+    if not run.worker_seen:
+        err.print(Text(f"warning: no worker is polling task queue {settings.task_queue!r}; the rollback "
+                       "will wait until one starts (`./dev up` or `python worker.py`)", style="yellow"))
+    if run.report is None:
+        out.print(f"  report: `temporal workflow result -w {run.workflow_id}` (or run with --wait)")
+        return
+    out.print(render_rollback_report(run.report))
+    if run.incomplete:
+        raise CliError(f"rollback incomplete: {len(run.report.failed)} change(s) could not be undone",
+                       "fix the cause shown above, then run `runbook rollback "
+                       f"{req.source_workflow_id}` again (undos restore the recorded state: safe to repeat)")
 
 
 @app.command("list")

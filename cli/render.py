@@ -11,9 +11,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from runbook.leases import LeaseView
 from runbook.plan import Plan
 from runbook.status import (
     TERMINAL_STATES,
+    Escalation,
     GateRecord,
     RemediationReport,
     RunState,
@@ -23,6 +25,7 @@ from runbook.status import (
 STATE_STYLE = {
     RunState.SUCCEEDED: "bold green", RunState.RUNNING: "bold cyan", RunState.VALIDATING: "bold cyan",
     RunState.AWAITING_APPROVAL: "bold yellow", RunState.PLANNING: "cyan",
+    RunState.WAITING_FOR_LEASE: "bold yellow",
     RunState.ROLLING_BACK: "bold magenta", RunState.ROLLED_BACK: "bold magenta",
 }
 STATUS_STYLE = {"SUCCEEDED": "green", "APPROVED": "green", "RUNNING": "cyan", "OPEN": "yellow",
@@ -171,6 +174,8 @@ def render_status(workflow_id: str, st: RunStatus, now: datetime | None = None) 
     if st.plan is not None:
         head.add_row("Plan", f"{len(st.plan.changes)} changes, {len(st.plan.problems)} problems, "
                              f"digest {st.plan.digest}")
+    if st.lease is not None:
+        head.add_row("Target lease", lease_line(st.lease))
     parts: list[RenderableType] = [Panel(head, title="Remediation run")]
     if st.pending_gate is not None and st.state not in TERMINAL_STATES:
         parts.append(_gate_panel(st.pending_gate, now))
@@ -189,12 +194,7 @@ def render_status(workflow_id: str, st: RunStatus, now: datetime | None = None) 
             t.add_row(g.id, _styled(g.status), who, fmt_time(g.closed_at))
         parts.append(t)
     if st.escalations:
-        t = Table(title="Escalations and notifications")
-        for col in ("at", "level", "to", "subject"):
-            t.add_column(col, overflow="fold")
-        for e in st.escalations:
-            t.add_row(fmt_time(e.at), e.level, e.recipient, e.subject)
-        parts.append(t)
+        parts.append(escalations_table(st.escalations))
     if st.rollback_log:
         t = Table(title="Rollback log")
         for col in ("at", "step", "action", "detail"):
@@ -241,7 +241,34 @@ def render_report(workflow_id: str, r: RemediationReport) -> RenderableType:
                           "apply does not revert the changes in force", "bold yellow"))
         parts += [Text(f"  {f.terraform_resource} \"{f.resource}\": {', '.join(f.attributes)}"
                        + (f" ({f.note})" if f.note else "")) for f in r.iac_followup]
+    if any(e.failed for e in r.escalations):
+        parts.append(escalations_table([e for e in r.escalations if e.failed]))
     if r.problems:
         parts.append(Text("Problems:", "bold red"))
         parts += [Text(f"  {p}", "red") for p in r.problems]
     return Group(*parts)
+
+
+def lease_line(lease: LeaseView) -> Text:
+    holders = ", ".join(f"{h.workflow_id} (incident {h.incident_id or '?'})" for h in lease.holders)
+    if lease.state == "queued":
+        return Text(f"QUEUED at position {lease.position} behind {holders or '?'}", "bold yellow")
+    if lease.state == "refused":
+        return Text(f"REFUSED: held by {holders or '?'}" + (f" ({lease.reason})" if lease.reason else ""),
+                    "bold red")
+    return Text(f"{lease.state} ({lease.keeper_id})")
+
+
+def escalations_table(escalations: list[Escalation]) -> Table:
+    """Every notification with what each channel did: delivered, still trying, failed."""
+    t = Table(title="Escalations and notifications")
+    for col in ("at", "level", "to", "subject", "channels"):
+        t.add_column(col, overflow="fold")
+    for e in escalations:
+        cells = [Text(f"{c} delivered ", "green") for c in e.delivered]
+        cells += [Text(f"{c} sending… ", "yellow") for c in e.pending]
+        cells += [Text(f"{f.channel} FAILED after {f.attempts} attempt(s): {f.error} ", "bold red")
+                  for f in e.failed]
+        t.add_row(fmt_time(e.at), e.level, e.recipient, e.subject,
+                  Text.assemble(*cells) if cells else Text("-"))
+    return t

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from runbook.diagnosis import (  # noqa: F401 - re-exported: one contract module
     DiagnoseParams,
@@ -56,6 +56,18 @@ class MutationCheckpoint(BaseModel):
     resource: str
     before: dict[str, Any]
     operation: str | None = None
+
+
+def checkpoint_in(details: list[Any]) -> MutationCheckpoint | None:
+    """The checkpoint among a failed step's decoded details: the step issued its change
+    before failing (read by the workflow, and from history by ``runbook rollback``)."""
+    for d in details:
+        if isinstance(d, dict) and "before" in d and "resource" in d:
+            try:
+                return MutationCheckpoint.model_validate(d)
+            except ValidationError:
+                return None
+    return None
 
 
 class CompensationInput(BaseModel):

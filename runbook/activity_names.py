@@ -37,3 +37,13 @@ SAMPLE_ERROR_RATE = "sample_error_rate"
 
 # Deferred, irreversible cleanup
 DELETE_OLD_REVISIONS = "delete_old_revisions"
+
+# One notification to one channel (Slack, PagerDuty, webhook, log), retried by Temporal
+NOTIFY_CHANNEL = "notify_channel"
+
+# Target leases (the keeper workflow lives in workflows/lease_keeper.py)
+ACQUIRE_LEASE = "acquire_lease"
+DESCRIBE_RUNS = "describe_runs"
+
+# Rollback of a terminated run's changes, read from its history
+READ_CHANGES_IN_FORCE = "read_changes_in_force"

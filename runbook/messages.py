@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 WORKFLOW_TYPE = "RemediationWorkflow"
 PLAN_WORKFLOW_TYPE = "RemediationPlanWorkflow"
+# Compensation-only run that undoes what a terminated run left in force (`runbook rollback`).
+ROLLBACK_WORKFLOW_TYPE = "RemediationRollbackWorkflow"
 DEFAULT_TASK_QUEUE = "remediation"
 
 UPDATE_APPROVE = "approve_gate"

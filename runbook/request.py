@@ -9,11 +9,13 @@ checked by the plan's preflight instead.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from runbook.activity_io import NotificationChannel, StartupProbe
+from runbook.activity_io import StartupProbe
+from runbook.leases import LeasePolicy
+from runbook.notifications import NotificationRouting
 from runbook.credentials import looks_like_credential
 
 CONNECTOR_MACHINE_TYPES = ("e2-micro", "f1-micro", "e2-standard-4")
@@ -355,9 +357,11 @@ class RemediationRequest(_Strict):
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     budgets: PhaseBudgets = Field(default_factory=PhaseBudgets)
     soak: SoakPolicy = Field(default_factory=SoakPolicy)
-    notifications: list[NotificationChannel] = Field(
-        default_factory=lambda: [NotificationChannel(kind="log")]
-    )
+    # Recipient (a name on an escalation ladder) -> channel names configured on the
+    # worker. Never URLs or keys: those are secrets and would land in history.
+    notifications: NotificationRouting = Field(default_factory=NotificationRouting)
+    # What to do when another run holds a lease on any of this run's targets.
+    lease: LeasePolicy = Field(default_factory=LeasePolicy)
 
     @field_validator("incident_id")
     @classmethod
@@ -378,12 +382,18 @@ def describe_problems(problems: list[FieldProblem]) -> str:
 
 def request_problems(raw: object) -> tuple[RemediationRequest | None, list[FieldProblem]]:
     """Validate a raw request; return the model or every problem, each naming its field."""
+    return model_problems(RemediationRequest, raw)
+
+
+def model_problems(model: type[BaseModel], raw: object) -> tuple[Any, list[FieldProblem]]:
+    """Validate a workflow's raw JSON input as ``model``: the model, or every problem, each
+    naming its field (``{}`` and no input mean the defaults)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         return None, [FieldProblem(field="(request)", reason="must be a JSON object")]
     try:
-        return RemediationRequest.model_validate(raw), []
+        return model.model_validate(raw), []
     except ValidationError as err:
         problems = []
         for e in err.errors(include_url=False):

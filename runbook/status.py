@@ -9,11 +9,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from runbook.iac_followup import IacFollowUp
+from runbook.leases import LeaseView
+from runbook.notifications import ChannelFailure
 from runbook.plan import Plan
 
 
 class RunState(str, Enum):
     PLANNING = "PLANNING"
+    WAITING_FOR_LEASE = "WAITING_FOR_LEASE"
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
     RUNNING = "RUNNING"
     VALIDATING = "VALIDATING"
@@ -24,10 +27,13 @@ class RunState(str, Enum):
     REJECTED = "REJECTED"
     TIMED_OUT = "TIMED_OUT"
     FAILED = "FAILED"
+    # Another run held a lease on its targets (policy refuse, or waited too long):
+    # nothing was changed.
+    REFUSED = "REFUSED"
 
 
 TERMINAL_STATES = {RunState.SUCCEEDED, RunState.ROLLED_BACK, RunState.ABORTED,
-                   RunState.REJECTED, RunState.TIMED_OUT, RunState.FAILED}
+                   RunState.REJECTED, RunState.TIMED_OUT, RunState.FAILED, RunState.REFUSED}
 
 
 class StepStatus(str, Enum):
@@ -103,6 +109,10 @@ class Escalation(BaseModel):
     phase: int | None = None
     gate: str | None = None
     delivered: list[str] = Field(default_factory=list)
+    # Channels that still failed after Temporal's retries (per recipient and channel);
+    # ``pending`` while the deliveries are still being attempted.
+    failed: list[ChannelFailure] = Field(default_factory=list)
+    pending: list[str] = Field(default_factory=list)
 
 
 class RollbackEntry(BaseModel):
@@ -138,6 +148,8 @@ class RunStatus(BaseModel):
     state: RunState
     current_phase: int | None = None
     pending_gate: GateRecord | None = None
+    # The run's lease on its targets: granted, queued behind another run, refused.
+    lease: LeaseView | None = None
     plan: Plan | None = None
     phases: list[PhaseRecord] = Field(default_factory=list)
     gates: list[GateRecord] = Field(default_factory=list)

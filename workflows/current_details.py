@@ -24,6 +24,10 @@ def render_current_details(s: RunStatus) -> str:
                      f"times out {_at(g.timeout_at)}")
         lines.append(f'- Approve: update `approve_gate` or signal `approve` with '
                      f'`{{"gate": "{g.id}", "approver": "<you>"}}`')
+    if s.lease is not None and s.lease.state in ("queued", "refused"):
+        holders = ", ".join(f"`{h.workflow_id}`" for h in s.lease.holders) or "another run"
+        where = f" at position {s.lease.position}" if s.lease.state == "queued" else ""
+        lines.append(f"- Target lease **{s.lease.state}**{where}: held by {holders}")
     if s.plan:
         lines.append(f"- Plan digest `{s.plan.digest}`: {len(s.plan.changes)} change(s)")
     running = [st.id for st in s.steps if st.status == StepStatus.RUNNING]
@@ -32,6 +36,10 @@ def render_current_details(s: RunStatus) -> str:
     if s.escalations:
         e = s.escalations[-1]
         lines.append(f"- Last escalation: {e.level} to {e.recipient} at {_at(e.at)}")
+    failed = [(e, f) for e in s.escalations for f in e.failed]
+    for e, f in failed[-3:]:
+        lines.append(f"- **Notification FAILED**: {e.level} to {f.recipient} via {f.channel} "
+                     f"after {f.attempts} attempt(s): {f.error[:160]}")
     if s.outcome_reason:
         lines.append(f"- {s.outcome_reason}")
     return "\n".join(lines)

@@ -5,52 +5,37 @@ gate, then its steps under a budget watchdog -> the irreversible cleanup behind 
 gate. Any failure, rejection, abort, cancellation or timeout runs the compensations of
 every applied step in reverse order. Everything is deterministic: time from
 ``workflow.now()``, waiting through timers and ``wait_condition``.
+
+Since ``safety-1`` (runbook/outcome.py) a run first takes a lease on its targets
+(workflows/lease_holder.py), notifies per channel in the background (workflows/notifier.py)
+and ends Completed only when it SUCCEEDED. The message handlers live in
+workflows/approvals.py, phase execution in workflows/phase_runner.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ActivityCancellationType
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
-from workflows.activity_calls import call, diagnose, retry_policy
+from workflows.activity_calls import diagnose
+from workflows.approvals import ApprovalHandlers
 from workflows.failure_types import BUG_EXCEPTION_TYPES
+from workflows.phase_runner import PhaseRunner
 
 with workflow.unsafe.imports_passed_through():
-    from runbook import activity_names as act
-    from runbook.activity_io import (
-        NotifyOutcome,
-        NotifyParams,
-        StepOutcome,
-    )
+    from runbook.activity_io import StepOutcome
     from runbook.default_runbook import GCP_FIDELITY_PATCH, build_runbook
-    from runbook.definition import GateSpec, PhaseSpec, StepSpec
-    from runbook.messages import (
-        QUERY_STATUS,
-        SIGNAL_ABORT,
-        SIGNAL_APPROVE,
-        SIGNAL_REJECT,
-        UPDATE_APPROVE,
-        UPDATE_REJECT,
-        WORKFLOW_TYPE,
-        AbortRequest,
-        GateAck,
-        GateApproval,
-        GateRejection,
-    )
+    from runbook.definition import GateSpec, StepSpec
+    from runbook.leases import LeaseRequest, leased_resources
+    from runbook.messages import WORKFLOW_TYPE, AbortRequest
+    from runbook.outcome import MEMO_REPORT, OUTCOME_ERROR_TYPE, SAFETY_PATCH
     from runbook.plan import build_plan
     from runbook.request import describe_problems, request_problems
     from runbook.status import (
-        TERMINAL_STATES,
-        Approval,
-        Escalation,
         GateRecord,
-        IgnoredMessage,
         PhaseRecord,
         RemediationReport,
         RunState,
@@ -60,27 +45,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.current_details import render_current_details
-    from workflows.gate_rules import approval_problem, rejection_problem
     from workflows.report import build_report
-    from workflows.step_selection import skip_reason
-from workflows.budget import watch_budget
 from workflows.gates import await_decision, open_gate
+from workflows.lease_holder import LeaseRefused, TargetLease
+from workflows.notifier import Notifier, legacy_notify
 from workflows.saga import compensate
-from workflows.soak import soak
-from workflows.step_errors import (
-    PhaseFailed,
-    PlanRefused,
-    Stop,
-    checkpoint_of,
-    error_text,
-    failed_attempts,
-    parse_payload,
-)
+from workflows.step_errors import PhaseFailed, PlanRefused, Stop, error_text
 
 # A bug fails the run rather than its workflow task; nondeterminism fails only the task
 # (see workflows/failure_types.py).
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=BUG_EXCEPTION_TYPES)
-class RemediationWorkflow:
+class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
     @workflow.init
     def __init__(self, request: Any = None) -> None:
         # Validate here so handlers that run before run() see a consistent state, and so
@@ -101,6 +76,13 @@ class RemediationWorkflow:
         self._abort: AbortRequest | None = None
         self._phase_task: asyncio.Task | None = None
         self._published: dict[str, Any] = {}
+        # Set at run start from the safety-1 patch marker (runbook/outcome.py): leases,
+        # per-channel notifications and honest outcomes; older histories replay without.
+        self._safety = False
+        self._cancelled = False
+        self._lease = TargetLease()
+        self._notifier = Notifier(self._status, req.notifications.channels_for if req else
+                                  (lambda _recipient: []), self._publish)
         if self._book is None:
             return
         for phase in self._book.phases:
@@ -141,8 +123,11 @@ class RemediationWorkflow:
         # The runbook version is fixed when a run starts: histories recorded before the
         # gcp-fidelity steps replay without them (and the audit can tell the two apart).
         workflow.patched(GCP_FIDELITY_PATCH)
+        self._safety = workflow.patched(SAFETY_PATCH)
         self._publish()
         try:
+            if self._safety:
+                await self._take_lease()
             await self._plan()
             for phase in self._book.phases:
                 await self._await_gate(phase.gate, phase.escalation, phase.number)
@@ -150,14 +135,18 @@ class RemediationWorkflow:
             revisions_left = await self._cleanup()
             self._finish(RunState.SUCCEEDED, "remediation complete")
             return await self._conclude(revisions_left)
+        except LeaseRefused as refused:
+            self._finish(RunState.REFUSED, str(refused))  # nothing was changed
         except Stop as stop:
             await self._rollback(stop.state, stop.reason)
         except asyncio.CancelledError:
+            self._cancelled = True
             await self._stop_phase_task()
             by = self._abort.by if self._abort else "workflow cancellation"
             await self._rollback(RunState.ABORTED, f"cancelled by {by}")
         except PlanRefused as refused:
             self._finish(RunState.FAILED, str(refused))
+            await self._lease.release()
             raise ApplicationError(str(refused), *refused.details, type=refused.type,
                                    non_retryable=True) from None
         except PhaseFailed as failed:
@@ -168,18 +157,57 @@ class RemediationWorkflow:
         return await self._conclude([])
 
     async def _conclude(self, revisions_left: list[str]) -> RemediationReport:
+        """End the run: release the lease, report, and end as runbook/outcome.py says."""
         s = self._status
+        await self._lease.release()
         report = build_report(s, revisions_left=revisions_left, book=self._book)
         await self._notify("outcome", s.requested_by or "on-call",
                            f"Incident {s.incident_id}: run {s.state.value}", s.outcome_reason)
+        if self._safety:
+            await self._notifier.drain()
+            report.escalations = s.escalations
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if s.state == RunState.FAILED:
-            # A rollback that could not undo everything must be loud: fail the workflow,
-            # with the full record attached.
-            raise ApplicationError(f"RollbackIncomplete: {s.outcome_reason}",
-                                   report.model_dump(mode="json"),
-                                   type="RollbackIncomplete", non_retryable=True)
-        return report
+        if s.state == RunState.SUCCEEDED or (not self._safety and s.state != RunState.FAILED):
+            return report
+        details = report.model_dump(mode="json")
+        if self._cancelled and s.state == RunState.ABORTED:
+            # A cancellation carries no result: the report goes to the memo first.
+            workflow.upsert_memo({MEMO_REPORT: details})
+            raise CancelledError(f"cancelled; rolled back: {s.outcome_reason}")
+        kind = OUTCOME_ERROR_TYPE[s.state]
+        raise ApplicationError(f"{kind}: {s.outcome_reason}", details, type=kind,
+                               non_retryable=True)
+
+    async def _take_lease(self) -> None:
+        """Hold every resource the runbook may change before diagnosing: a second run on
+        the same targets waits in line or is refused (runbook/leases.py)."""
+        req, info = self._req, workflow.info()
+        request = LeaseRequest(workflow_id=info.workflow_id, incident_id=req.incident_id,
+                               resources=leased_resources(self._book), policy=req.lease.policy,
+                               requested_at=workflow.now())
+
+        def on_change() -> None:
+            self._status.lease = self._lease.view
+            if self._lease.view and self._lease.view.state == "queued":
+                self._status.state = RunState.WAITING_FOR_LEASE
+            self._publish()
+
+        task = asyncio.create_task(self._lease.acquire(
+            req.targets.project, request, req.lease.max_wait_s, on_change))
+        try:
+            await workflow.wait_condition(lambda: task.done() or self._abort is not None)
+        except asyncio.CancelledError:  # cancelled while waiting in line: leave the line
+            task.cancel()
+            await workflow.wait_condition(task.done)
+            raise
+        if not task.done():  # aborted while waiting in line: leave the line
+            task.cancel()
+            await workflow.wait_condition(task.done)
+            raise self._aborted()
+        task.result()
+        self._status.lease = self._lease.view
+        self._status.state = RunState.PLANNING
+        self._publish()
 
     def _finish(self, state: RunState, reason: str) -> None:
         self._status.state = state
@@ -240,6 +268,9 @@ class RemediationWorkflow:
         self._status.pending_gate = None
         if g.status == "OPEN":  # abort arrived while the gate was open
             g.status, g.closed_at = "ABORTED", workflow.now()
+        if self._safety and g.status != "TIMED_OUT":
+            # A timed-out gate's page stays open: the breach is real and needs a human.
+            self._notifier.resolve(g.id, g.status.lower())
         self._publish()
         if g.status == "APPROVED":
             return
@@ -251,220 +282,6 @@ class RemediationWorkflow:
 
     def _aborted(self) -> Stop:
         return Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}")
-
-    def _approval_problem(self, msg: GateApproval) -> str | None:
-        plan = self._status.plan
-        return approval_problem(
-            self._gates.get(msg.gate), msg, requested_by=self._status.requested_by,
-            two_person_rule=self._req.approval.two_person_rule if self._req else True,
-            plan_digest=plan.digest if plan else None)
-
-    def _apply_approval(self, msg: GateApproval, via: str) -> GateAck:
-        g = self._gates[msg.gate]
-        g.approvals.append(Approval(gate=msg.gate, approver=msg.approver, at=workflow.now(),
-                                    comment=msg.comment, plan_digest=msg.plan_digest, via=via))
-        if len(g.approvals) >= g.min_approvals:
-            g.status, g.closed_at = "APPROVED", workflow.now()
-        self._publish()
-        return GateAck(gate=g.id, accepted=True, approvals=len(g.approvals),
-                       required=g.min_approvals, gate_status=g.status)
-
-    def _apply_rejection(self, msg: GateRejection) -> GateAck:
-        g = self._gates[msg.gate]
-        g.status, g.closed_at = "REJECTED", workflow.now()
-        g.rejected_by, g.reject_reason = msg.approver, msg.reason
-        self._publish()
-        return GateAck(gate=g.id, accepted=True, approvals=len(g.approvals),
-                       required=g.min_approvals, gate_status=g.status)
-
-    def _ignore(self, signal: str, payload: Any, reason: str) -> None:
-        self._status.ignored_messages.append(IgnoredMessage(
-            at=workflow.now(), signal=signal,
-            payload=payload if isinstance(payload, dict) else {"value": payload}, reason=reason))
-
-    @workflow.update(name=UPDATE_APPROVE, description="Approve a pending gate; returns an ack")
-    async def approve_gate(self, payload: dict[str, Any]) -> GateAck:
-        return self._apply_approval(GateApproval.model_validate(payload), "update")
-
-    @approve_gate.validator
-    def _validate_approve(self, payload: dict[str, Any]) -> None:
-        msg = parse_payload(GateApproval, payload)
-        problem = self._approval_problem(msg)
-        if problem:
-            raise ValueError(problem)
-
-    @workflow.update(name=UPDATE_REJECT, description="Reject a pending gate: roll back, end REJECTED")
-    async def reject_gate(self, payload: dict[str, Any]) -> GateAck:
-        return self._apply_rejection(GateRejection.model_validate(payload))
-
-    @reject_gate.validator
-    def _validate_reject(self, payload: dict[str, Any]) -> None:
-        msg = parse_payload(GateRejection, payload)
-        problem = rejection_problem(self._gates.get(msg.gate), msg)
-        if problem:
-            raise ValueError(problem)
-
-    @workflow.signal(name=SIGNAL_APPROVE, description='{"gate": "phase-1", "approver": "alice"}')
-    def approve(self, payload: Any) -> None:
-        try:
-            msg = parse_payload(GateApproval, payload)
-        except ValueError as err:
-            return self._ignore(SIGNAL_APPROVE, payload, str(err))
-        problem = self._approval_problem(msg)
-        if problem:
-            return self._ignore(SIGNAL_APPROVE, payload, problem)
-        self._apply_approval(msg, "signal")
-
-    @workflow.signal(name=SIGNAL_REJECT, description='{"gate": "phase-1", "approver": "alice", "reason": "..."}')
-    def reject(self, payload: Any) -> None:
-        try:
-            msg = parse_payload(GateRejection, payload)
-        except ValueError as err:
-            return self._ignore(SIGNAL_REJECT, payload, str(err))
-        problem = rejection_problem(self._gates.get(msg.gate), msg)
-        if problem:
-            return self._ignore(SIGNAL_REJECT, payload, problem)
-        self._apply_rejection(msg)
-
-    @workflow.signal(name=SIGNAL_ABORT, description='{"by": "alice", "reason": "..."}')
-    def abort(self, payload: Any) -> None:
-        try:
-            msg = parse_payload(AbortRequest, payload)
-        except ValueError as err:
-            return self._ignore(SIGNAL_ABORT, payload, str(err))
-        if self._abort is not None or self._status.state in (RunState.ROLLING_BACK, *TERMINAL_STATES):
-            return self._ignore(SIGNAL_ABORT, payload, f"run is {self._status.state.value}; nothing to abort")
-        self._abort = msg
-        # Stop the running phase now: its in-flight activities are cancelled and report
-        # what they changed, then the saga rolls everything back.
-        if self._phase_task is not None and not self._phase_task.done():
-            self._phase_task.cancel()
-
-    @workflow.query(name=QUERY_STATUS, description="Full run status: state, gates, steps, deadlines")
-    def status(self) -> RunStatus:
-        return self._status
-
-    # --------------------------------------------------------------- phases --------------
-
-    async def _run_phase(self, phase: PhaseSpec) -> None:
-        rec = self._status.phases[phase.number - 1]
-        start = workflow.now()
-        rec.status, rec.started_at = "RUNNING", start
-        rec.budget_at = start + timedelta(seconds=phase.budget_s)
-        rec.hard_limit_at = start + timedelta(seconds=phase.hard_limit_s)
-        self._status.current_phase = phase.number
-        self._status.state = RunState.RUNNING
-        self._publish()
-        task = asyncio.create_task(self._run_steps(phase))
-        self._phase_task = task
-        recipient = await watch_budget(task, phase, rec, self._notify)
-        if recipient is not None:
-            rec.status = "FAILED"
-            self._close_phase(rec)
-            await self._notify("hard_limit", recipient, f"Phase {phase.number} hit its hard limit",
-                               f"{phase.title} ran past {phase.hard_limit_s}s; rolling back.",
-                               phase=phase.number)
-            raise PhaseFailed(f"phase {phase.number} exceeded its hard limit of {phase.hard_limit_s}s")
-        self._phase_task = None
-        try:
-            task.result()
-        except BaseException as err:
-            rec.status = "FAILED"
-            self._close_phase(rec)
-            if self._abort is not None:
-                raise self._aborted() from None
-            if isinstance(err, asyncio.CancelledError):
-                raise
-            raise PhaseFailed(f"phase {phase.number} failed: {error_text(err)}") from err
-        rec.status = "SUCCEEDED"
-        self._close_phase(rec)
-
-    def _close_phase(self, rec: PhaseRecord) -> None:
-        rec.finished_at = workflow.now()
-        rec.duration_s = (rec.finished_at - rec.started_at).total_seconds()
-        self._publish()
-
-    async def _stop_phase_task(self) -> None:
-        """On cancellation, let in-flight steps finish cancelling so their records land."""
-        task = self._phase_task
-        if task is not None and not task.done():
-            task.cancel()
-            await workflow.wait_condition(task.done)
-        self._phase_task = None
-
-    async def _run_steps(self, phase: PhaseSpec) -> None:
-        for group in phase.step_groups():
-            group = [step for step in group if self._selected(step)]
-            if not group:
-                continue
-            if len(group) == 1:
-                await self._run_step(group[0], phase)
-                continue
-            # Parallel steps all run to an end so every change is recorded, then the
-            # first failure fails the phase.
-            results = await asyncio.gather(*(self._run_step(s, phase) for s in group),
-                                           return_exceptions=True)
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
-
-    def _selected(self, step: StepSpec) -> bool:
-        reason = skip_reason(step, self._status.plan)
-        if reason is None:
-            return True
-        rec = self._steps[step.id]
-        rec.status, rec.detail = StepStatus.SKIPPED, reason
-        return False
-
-    async def _run_step(self, step: StepSpec, phase: PhaseSpec | None) -> StepOutcome:
-        rec = self._steps[step.id]
-        rec.status, rec.started_at = StepStatus.RUNNING, workflow.now()
-        self._status.state = RunState.RUNNING if step.kind == "mutate" else RunState.VALIDATING
-        self._publish()
-        entry_index = None
-        if step.kind == "mutate":
-            # Registered before the activity starts: a crash or cancel mid-step still
-            # leaves a record the rollback can act on.
-            self._applied.append((step, rec, None))
-            entry_index = len(self._applied) - 1
-        try:
-            if step.kind == "soak":
-                outcome = await soak(step, phase.soak, self._status.phases[phase.number - 1],
-                                     self._publish)
-            else:
-                outcome = await call(
-                    step.activity, step.params, StepOutcome,
-                    start_to_close_timeout=step.start_to_close,
-                    heartbeat_timeout=timedelta(seconds=step.heartbeat_s) if step.heartbeat_s else None,
-                    retry_policy=retry_policy(step.retry),
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    activity_id=step.id, summary=step.summary)
-        except BaseException as err:
-            rec.status = StepStatus.FAILED
-            rec.error = "cancelled" if isinstance(err, asyncio.CancelledError) else error_text(err)
-            rec.attempts = failed_attempts(err, step.retry)
-            checkpoint = checkpoint_of(err)
-            if checkpoint is not None and entry_index is not None:
-                # The step issued its mutation before failing: record what it replaced.
-                rec.changed, rec.before, rec.resource = True, checkpoint.before, checkpoint.resource
-                self._applied[entry_index] = (step, rec, StepOutcome(
-                    changed=True, resource=checkpoint.resource, before=checkpoint.before,
-                    detail="failed after issuing its change"))
-            self._end_step(rec)
-            raise
-        rec.status = StepStatus.SUCCEEDED
-        rec.attempts, rec.changed = outcome.attempt, outcome.changed
-        rec.before, rec.after, rec.detail = outcome.before, outcome.after, outcome.detail
-        rec.resource = outcome.resource
-        if entry_index is not None:
-            self._applied[entry_index] = (step, rec, outcome)
-        self._end_step(rec)
-        return outcome
-
-    def _end_step(self, rec: StepRecord) -> None:
-        rec.finished_at = workflow.now()
-        rec.duration_s = (rec.finished_at - rec.started_at).total_seconds()
-        self._publish()
 
     # -------------------------------------------------------------- cleanup --------------
 
@@ -520,21 +337,8 @@ class RemediationWorkflow:
 
     async def _notify(self, level: str, recipient: str, subject: str, body: str, *,
                       phase: int | None = None, gate: str | None = None) -> None:
-        try:
-            out: NotifyOutcome = await call(
-                act.NOTIFY,
-                NotifyParams(run_id=workflow.info().workflow_id, incident_id=self._status.incident_id,
-                             level=level if level != "hard_limit" else "breach", recipient=recipient,
-                             subject=subject, body=body, channels=self._req.notifications),
-                NotifyOutcome, start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=3,
-                                         maximum_interval=timedelta(seconds=10)),
-                summary=f"Notify {recipient}: {subject}"[:200])
-            delivered = out.delivered
-        except (ActivityError, ApplicationError):
-            # A dead notification channel must never block a gate or a rollback.
-            delivered = []
-        self._status.escalations.append(Escalation(
-            at=workflow.now(), level=level, recipient=recipient, subject=subject,
-            phase=phase, gate=gate, delivered=delivered))
+        if self._safety:
+            self._notifier.send(level, recipient, subject, body, phase=phase, gate=gate)
+            return
+        await legacy_notify(self._status, level, recipient, subject, body, phase=phase, gate=gate)
         self._publish()

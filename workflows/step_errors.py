@@ -16,7 +16,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from runbook.activity_io import MutationCheckpoint
+    from runbook.activity_io import MutationCheckpoint, checkpoint_in
     from runbook.definition import RetrySpec
     from runbook.status import RunState
 
@@ -61,13 +61,7 @@ def failure_details(err: BaseException) -> list[Any]:
 
 
 def checkpoint_of(err: BaseException) -> MutationCheckpoint | None:
-    for d in failure_details(err):
-        if isinstance(d, dict) and "before" in d and "resource" in d:
-            try:
-                return MutationCheckpoint.model_validate(d)
-            except ValidationError:
-                return None
-    return None
+    return checkpoint_in(failure_details(err))
 
 
 def failed_attempts(err: BaseException, spec: RetrySpec) -> int:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from devstack.stack import find_temporal
@@ -157,24 +158,65 @@ def test_full_run_from_the_cli(cli, stack, request_file, tmp_path):
     assert r.code == 1 and "nothing to approve" in r.err and f"runbook audit {wid}" in r.err
 
 
-def test_reject_and_abort_end_the_run(cli, request_file):
-    rejected = start(cli, request_file)
-    aborted = start(cli, request_file, "--incident", "INC-ABORT")
-    wait_for_gate(cli, rejected, "phase-1")
-    r = cli("reject", rejected, "--gate", "phase-1", "--approver", "dave", "--reason", "wrong project")
+def temporal(stack, *args: str) -> dict:
+    """The `temporal` CLI against the stack's server, JSON output parsed."""
+    proc = subprocess.run([find_temporal("temporal"), *args, "--address",
+                           stack.cfg.temporal_address, "--output", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def closed_status(stack, wid: str) -> str:
+    return temporal(stack, "workflow", "describe", "-w", wid)["workflowExecutionInfo"]["status"]
+
+
+def wait_for_state(cli, wid: str, state: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while (st := status_json(cli, wid))["state"] != state:
+        assert time.monotonic() < deadline, f"{wid} did not reach {state}: {st['state']}"
+        time.sleep(1)
+    return st
+
+
+def sim_mutations(stack) -> list[dict]:
+    return httpx.get(f"{stack.cfg.sim_endpoint}/_sim/mutations").json()["mutations"]
+
+
+def test_one_run_per_target_then_reject_and_abort(cli, stack, request_file):
+    """Runs started from the `temporal` CLI with `{}` (as from the UI) obey the lease:
+    refused at once naming the holder, or queued until it ends; none mutates meanwhile."""
+    before = len(sim_mutations(stack))
+    holder = start(cli, request_file)
+    wait_for_gate(cli, holder, "phase-1")
+    start_args = ("workflow", "start", "--type", "RemediationWorkflow", "--task-queue", "remediation")
+    temporal(stack, *start_args, "--workflow-id", "lease-refused", "--input", "{}")
+    refused = wait_for_state(cli, "lease-refused", "REFUSED")
+    assert holder in refused["outcome_reason"]
+    temporal(stack, *start_args, "--workflow-id", "lease-waiter",
+             "--input", json.dumps({**REQUEST, "incident_id": "INC-ABORT", "lease": {"policy": "wait"}}))
+    waiting = wait_for_state(cli, "lease-waiter", "WAITING_FOR_LEASE")
+    assert waiting["lease"]["position"] == 1
+    assert [h["workflow_id"] for h in waiting["lease"]["holders"]] == [holder]
+    # `runbook start` lists the holder and, with the default policy, does not start at all.
+    r = cli("start", "--request-file", str(request_file))
+    assert r.code == 1 and holder in r.err and "lease.policy=wait" in r.err
+    assert sim_mutations(stack)[before:] == []  # the holder is at its gate: nobody changed anything
+
+    r = cli("reject", holder, "--gate", "phase-1", "--approver", "dave", "--reason", "wrong project")
     assert r.code == 0 and "REJECTED" in r.out, r.text
-    wait_for_gate(cli, aborted, "phase-1")
-    r = cli("abort", aborted, "--by", "frank", "--reason", "drill over")
+    wait_for_state(cli, holder, "REJECTED")
+    wait_for_gate(cli, "lease-waiter", "phase-1")  # the waiter went on once the holder ended
+    r = cli("abort", "lease-waiter", "--by", "frank", "--reason", "drill over")
     assert r.code == 0, r.text
-    for wid, state in ((rejected, "REJECTED"), (aborted, "ABORTED")):
-        deadline = time.monotonic() + 60
-        while status_json(cli, wid)["state"] != state:
-            assert time.monotonic() < deadline, f"{wid} did not end {state}"
-            time.sleep(1)
-    md = cli("audit", rejected).out
-    assert "dave" in md and "wrong project" in md
-    md = cli("audit", aborted).out
-    assert "frank" in md and "drill over" in md
+    wait_for_state(cli, "lease-waiter", "ABORTED")
+    # None of these remediated: none is a green Completed workflow.
+    for wid in (holder, "lease-refused", "lease-waiter"):
+        assert closed_status(stack, wid) == "WORKFLOW_EXECUTION_STATUS_FAILED", wid
+    md = cli("audit", holder).out
+    assert "dave" in md and "wrong project" in md and "REJECTED" in md and "Temporal: FAILED" in md
+    md = cli("audit", "lease-waiter").out
+    assert "frank" in md and "drill over" in md and "ABORTED" in md
 
 
 def test_plan_with_preflight_problems_exits_non_zero(cli):

@@ -84,6 +84,27 @@ def test_ui_is_where_the_cli_links_point(compose):
     assert published(ui) == {8080: cli_ui_port}
 
 
+# The UI server's env names (temporalio/ui server/docker/config-template.yaml at v2.34.0,
+# server/config/docker.yaml since v2.38); a typo in one would be silently ignored.
+UI_DISABLED = {"TEMPORAL_WORKFLOW_TERMINATE_DISABLED", "TEMPORAL_WORKFLOW_RESET_DISABLED",
+               "TEMPORAL_BATCH_ACTIONS_DISABLED"}
+UI_ENABLED = {"TEMPORAL_START_WORKFLOW_DISABLED", "TEMPORAL_WORKFLOW_SIGNAL_DISABLED",
+              "TEMPORAL_WORKFLOW_CANCEL_DISABLED"}
+
+
+def test_ui_cannot_bypass_the_rollback(compose):
+    """Terminate and Reset run no workflow code (the run's changes would stay in force,
+    unrecorded); signals, cancel (= abort with rollback) and start stay available."""
+    ui = compose["services"]["temporal-ui"]
+    env = env_of(ui)
+    assert {k: env.get(k) for k in UI_DISABLED} == dict.fromkeys(UI_DISABLED, "true")
+    assert {k: env.get(k) for k in UI_ENABLED} == dict.fromkeys(UI_ENABLED, "false")
+    # Nothing else that would also turn off signals or cancel.
+    assert env.get("TEMPORAL_DISABLE_WRITE_ACTIONS", "false") == "false"
+    assert {k for k in env if k.endswith("_DISABLED")} <= UI_DISABLED | UI_ENABLED | {
+        "TEMPORAL_WORKFLOW_UPDATE_DISABLED"}
+
+
 def test_search_attributes_registered_match_the_contract(compose):
     svc = compose["services"]["register-search-attributes"]
     assert svc["image"].startswith("temporalio/admin-tools:")

@@ -17,7 +17,7 @@ from temporalio.client import WorkflowFailureError
 from runbook.status import RunState, StepStatus
 from tests.e2e.conftest import admin, queue, real_worker
 from tests.e2e.world import AUTH, BACKEND, config, revisions, serving
-from tests.workflow.harness import GATES, approve_when_pending, at_gate, reject, start, status, until
+from tests.workflow.harness import finished, GATES, approve_when_pending, at_gate, reject, start, status, until
 
 HC_BACKEND = "projects/netra-staging/global/healthChecks/staging-backend-health-check"
 BS_BACKEND = "projects/netra-staging/global/backendServices/staging-backend-service"
@@ -32,7 +32,7 @@ async def test_instance_group_backends_get_health_checks_and_timeouts(time_skipp
         assert st.plan.not_applicable == []
         for gate in GATES:
             await approve_when_pending(env, handle, gate, skip_s=30)
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.SUCCEEDED, report.reason
     assert all(s.status == StepStatus.SUCCEEDED for s in st.steps)
@@ -70,7 +70,7 @@ async def test_a_rejected_phase_2_rolls_phase_1_back_by_rerouting_traffic(time_s
         after_phase_1 = await admin(sim, "GET", "/_sim/state")
         applied = len((await admin(sim, "GET", "/_sim/mutations"))["mutations"])
         await reject(handle, "phase-2", "dave", "wrong incident")
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.REJECTED
     end = await admin(sim, "GET", "/_sim/state")

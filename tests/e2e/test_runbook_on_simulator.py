@@ -11,6 +11,7 @@ from runbook.status import RunState, StepStatus
 from tests.e2e.conftest import admin, queue, real_worker
 from tests.e2e.world import AUTH, BACKEND, CONNECTOR, config
 from tests.workflow.harness import (
+    finished,
     GATES,
     approve_when_pending,
     at_gate,
@@ -39,7 +40,7 @@ async def test_default_request_remediates_the_simulated_outage(time_skipping_env
         handle = await start(env, {}, tq)
         for gate in GATES:
             await approve_when_pending(env, handle, gate, approver="alice", skip_s=30)
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
 
     assert report.outcome == RunState.SUCCEEDED, report.reason
@@ -102,7 +103,7 @@ async def test_forced_failure_in_phase_1_restores_the_world(time_skipping_env, f
     async with real_worker(env, sim, tq):
         handle = await start(env, {"soak": {"window_s": 60}}, tq)
         await approve_when_pending(env, handle, "phase-1")
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.ROLLED_BACK
     assert "OperationFailed" in report.reason and "failed to start" in report.reason
@@ -137,7 +138,7 @@ async def test_503_burst_restarts_the_soak_window(time_skipping_env, fresh_sim):
         await admin(sim, "POST", "/_sim/faults", {"api": "app", "kind": "app_503", "count": 30})
         st = await until(env, handle, at_gate("cleanup-revisions"), skip_s=20)
         await approve_when_pending(env, handle, "cleanup-revisions")
-        report = await handle.result()
+        report = await finished(handle)
     assert report.outcome == RunState.SUCCEEDED
     p4 = st.phases[3]
     assert p4.soak_restarts >= 1
@@ -157,7 +158,7 @@ async def test_burst_past_the_hard_limit_rolls_back_all_four_phases(time_skippin
         handle = await start(env, request, tq)
         await _run_to_soak(env, sim, handle)
         await admin(sim, "POST", "/_sim/faults", {"api": "app", "kind": "app_503", "count": 100000})
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     await admin(sim, "DELETE", "/_sim/faults")
     assert report.outcome == RunState.ROLLED_BACK

@@ -11,7 +11,7 @@ from runbook.status import RunState
 from tests.e2e.conftest import admin, queue, real_worker
 from tests.e2e.world import BACKEND, serving
 from tests.history_scan import CANARY, PROBE_TOKEN, secrets_in
-from tests.workflow.harness import HISTORIES, approve_when_pending, start, status
+from tests.workflow.harness import finished, HISTORIES, approve_when_pending, start, status
 
 
 def _env(state: dict) -> dict[str, str]:
@@ -40,7 +40,7 @@ async def test_plaintext_credential_env_var_is_fingerprinted_and_restored(time_s
         handle = await start(env, {"soak": {"window_s": 60}}, tq)
         await approve_when_pending(env, handle, "phase-1")
         await approve_when_pending(env, handle, "phase-2")
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.ROLLED_BACK, report.reason
     assert "PermissionDenied" in report.reason

@@ -19,7 +19,7 @@ import pytest
 from gcpsim.launcher import start_simulator
 from runbook.status import RunState, StepStatus
 from tests.e2e.conftest import admin, queue, real_worker
-from tests.workflow.harness import GATES, approve_when_pending, start, status
+from tests.workflow.harness import finished, GATES, approve_when_pending, start, status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ async def test_worker_killed_mid_operation_resumes_without_duplicates(dev_server
         async with real_worker(env, sim, tq):
             for gate in GATES[1:]:
                 await approve_when_pending(env, handle, gate, skip_s=0)
-            report = await handle.result()
+            report = await finished(handle)
             st = await status(handle)
     finally:
         stop.set()

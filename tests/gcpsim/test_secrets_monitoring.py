@@ -1,4 +1,4 @@
-"""Secret Manager (metadata only, no :access) and Cloud Monitoring via discovery clients."""
+"""Secret Manager (the built-in world is metadata only) and Cloud Monitoring via discovery clients."""
 from __future__ import annotations
 
 import json
@@ -27,7 +27,8 @@ def test_secret_metadata_without_payloads(sim):
     with pytest.raises(HttpError) as err:
         secrets.get(name=f"projects/{PROJECT}/secrets/missing-secret").execute()
     assert err.value.status_code == 404
-    # There is no access route: the real client's access() gets a 404, raw calls too.
+    # The built-in world stores no payloads: access() gets a 404, raw calls too
+    # (test_secret_access.py covers versions that hold one).
     with pytest.raises(HttpError) as err:
         secrets.versions().access(name=f"projects/{PROJECT}/secrets/jwt-secret-staging/versions/latest").execute()
     assert err.value.status_code == 404

@@ -36,6 +36,7 @@ from runbook.activity_io import (
     StepOutcome,
     TrafficSplit,
 )
+from runbook.notifications import ChannelDelivery, ChannelNotice
 from runbook.request import Targets
 
 # Which backend service each health check belongs to where the backends take health
@@ -87,7 +88,7 @@ class FakeCloud:
     serverless: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity name, step id)
     mutations: list[str] = field(default_factory=list)  # resource keys changed, in order
-    notifications: list[NotifyParams] = field(default_factory=list)
+    notifications: list[NotifyParams | ChannelNotice] = field(default_factory=list)
     failures: dict[str, list[Injection]] = field(default_factory=lambda: defaultdict(list))
     # step id -> event the double waits on after issuing its change (heartbeating)
     hold: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -328,6 +329,13 @@ class FakeCloud:
             cloud.notifications.append(p)
             return NotifyOutcome(delivered=[c.kind for c in p.channels])
 
+        @activity.defn(name=act.NOTIFY_CHANNEL)
+        async def notify_channel(n: ChannelNotice) -> ChannelDelivery:
+            # Inject with failures[f"notify:{channel}"], e.g. a dead webhook.
+            cloud._inject(f"notify:{n.channel}")
+            cloud.notifications.append(n)
+            return ChannelDelivery(channel=n.channel, kind="log")
+
         def compensation(name: str) -> Callable:
             @activity.defn(name=name)
             async def undo(inp: CompensationInput) -> Any:
@@ -338,7 +346,7 @@ class FakeCloud:
                 configure_health_check, set_backend_timeout, ensure_alert_policy,
                 ensure_certificate, delete_old_revisions, check_secrets, verify_infrastructure,
                 check_redis,
-                probe_health, probe_websocket, sample_error_rate, notify,
+                probe_health, probe_websocket, sample_error_rate, notify, notify_channel,
                 *(compensation(n) for n in _COMPENSATIONS)]
 
 

@@ -10,14 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from runbook.outcome import OUTCOME_ERROR_TYPE
+from runbook.run_result import final_report
 from runbook.messages import UPDATE_APPROVE, UPDATE_REJECT, WORKFLOW_TYPE, GateAck
 from runbook.request import GATE_IDS
-from runbook.status import RemediationReport, RunStatus
+from runbook.status import RemediationReport, RunState, RunStatus
 from tests.workflow.doubles import FakeCloud
 from worker import WORKFLOWS, build_worker
 
@@ -99,3 +101,24 @@ async def keep_history(handle: WorkflowHandle, name: str) -> None:
     if os.environ.get("REMEDIATION_RECORD_HISTORIES") == "1":
         HISTORIES.mkdir(parents=True, exist_ok=True)
         path.write_text(history.to_json())
+
+
+async def finished(handle: WorkflowHandle) -> RemediationReport:
+    """Wait for the run to end and return its report, checking the outcome rule of
+    runbook/outcome.py on the way: only SUCCEEDED is a Completed workflow; every other
+    outcome is Failed with its typed error (or Canceled, for a Temporal cancel)."""
+    report = await final_report(handle)
+    desc = await handle.describe()
+    if report.outcome == RunState.SUCCEEDED:
+        assert desc.status == WorkflowExecutionStatus.COMPLETED, desc.status
+        return report
+    if desc.status == WorkflowExecutionStatus.CANCELED:
+        assert report.outcome == RunState.ABORTED, report.outcome
+        return report
+    assert desc.status == WorkflowExecutionStatus.FAILED, (report.outcome, desc.status)
+    try:
+        await handle.result()
+    except WorkflowFailureError as err:
+        assert err.cause.type == OUTCOME_ERROR_TYPE[report.outcome], err.cause.type
+        assert err.cause.non_retryable
+    return report

@@ -8,6 +8,7 @@ from runbook import activity_names as act
 from runbook.status import RunState, StepStatus
 from tests.workflow.doubles import FakeCloud, default_world
 from tests.workflow.harness import (
+    finished,
     FAST_SOAK,
     approve_when_pending,
     keep_history,
@@ -26,7 +27,7 @@ async def test_gate_reminder_escalation_then_timeout_rolls_back(time_skipping_en
         handle = await start(env, {"soak": FAST_SOAK}, tq)
         await approve_when_pending(env, handle, "phase-1")
         # Nobody answers the phase-2 gate: time skips through its deadlines.
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
 
     assert report.outcome == RunState.TIMED_OUT
@@ -71,7 +72,7 @@ async def test_phase_budget_breach_escalates_and_run_still_succeeds(time_skippin
         for gate in ("phase-1", "phase-2", "phase-3", "phase-4"):
             await approve_when_pending(env, handle, gate, skip_s=20)
         await approve_when_pending(env, handle, "cleanup-revisions", skip_s=20)
-        report = await handle.result()
+        report = await finished(handle)
 
     assert report.outcome == RunState.SUCCEEDED
     p4 = report.phases[3]
@@ -92,7 +93,7 @@ async def test_phase_hard_limit_rolls_back_every_phase(time_skipping_env):
         handle = await start(env, request, tq)
         for gate in ("phase-1", "phase-2", "phase-3", "phase-4"):
             await approve_when_pending(env, handle, gate, skip_s=20)
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
 
     assert report.outcome == RunState.ROLLED_BACK

@@ -10,6 +10,7 @@ from runbook import activity_names as act
 from runbook.status import RunState, StepStatus
 from tests.workflow.doubles import FakeCloud, default_world
 from tests.workflow.harness import (
+    finished,
     FAST_SOAK,
     GATES,
     approve_when_pending,
@@ -32,7 +33,7 @@ async def test_retryable_failure_succeeds_on_retry(time_skipping_env):
         handle = await start(env, {"soak": FAST_SOAK}, tq)
         for gate in GATES:
             await approve_when_pending(env, handle, gate, approver="dave")
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.SUCCEEDED
     sql_step = next(s for s in st.steps if s.id == "expand-sql")
@@ -50,7 +51,7 @@ async def test_non_retryable_failure_in_phase_2_compensates_phases_1_and_2(time_
         handle = await start(env, {"soak": FAST_SOAK}, tq)
         await approve_when_pending(env, handle, "phase-1")
         await approve_when_pending(env, handle, "phase-2")
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
 
     assert report.outcome == RunState.ROLLED_BACK
@@ -167,7 +168,7 @@ async def test_a_failed_step_reports_the_attempt_it_failed_on(time_skipping_env)
         handle = await start(env, {"soak": FAST_SOAK}, tq)
         await approve_when_pending(env, handle, "phase-1")
         await approve_when_pending(env, handle, "phase-2")
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.ROLLED_BACK
     step = next(s for s in st.steps if s.id == "check-secrets")

@@ -10,6 +10,7 @@ from runbook.messages import SIGNAL_APPROVE
 from runbook.status import RunState
 from tests.workflow.doubles import FakeCloud
 from tests.workflow.harness import (
+    finished,
     FAST_SOAK,
     approve,
     approve_when_pending,
@@ -71,7 +72,7 @@ async def test_every_validator_rejection_and_a_quorum_of_two(time_skipping_env):
             ("alice", "update", "looks right"), ("bob", "signal", "ok")]
         assert gate.approvals[0].plan_digest == digest
         await handle.cancel()
-        await handle.result()
+        await finished(handle)
     await keep_history(handle, "gate_validation")
 
 
@@ -84,7 +85,7 @@ async def test_reject_at_phase_3_rolls_back_and_ends_rejected(time_skipping_env)
         await until(env, handle, at_gate("phase-3"))
         ack = await reject(handle, "phase-3", "erin", "certificate owner unavailable")
         assert ack.gate_status == "REJECTED"
-        report = await handle.result()
+        report = await finished(handle)
     assert report.outcome == RunState.REJECTED
     assert report.reason == "gate phase-3 rejected by erin: certificate owner unavailable"
     assert cloud.compensations() == [
@@ -107,7 +108,7 @@ async def test_declining_cleanup_keeps_the_remediation(time_skipping_env):
             await approve_when_pending(env, handle, gate)
         await until(env, handle, at_gate("cleanup-revisions"))
         await reject(handle, "cleanup-revisions", "alice", "keep them for forensics")
-        report = await handle.result()
+        report = await finished(handle)
     assert report.outcome == RunState.SUCCEEDED
     assert cloud.compensations() == []
     assert report.revisions_left_in_place == [

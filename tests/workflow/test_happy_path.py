@@ -9,6 +9,7 @@ from runbook import activity_names as act
 from runbook.status import RemediationReport, RunState, StepStatus
 from tests.workflow.doubles import FakeCloud
 from tests.workflow.harness import (
+    finished,
     FAST_SOAK,
     GATES,
     approve_when_pending,
@@ -49,7 +50,7 @@ async def test_happy_path_through_all_gates(time_skipping_env):
         for gate in GATES:
             ack = await approve_when_pending(env, handle, gate, approver="alice")
             assert ack.accepted and ack.gate_status == "APPROVED"
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)  # queries need a live worker, even after the run ends
 
     assert isinstance(report, RemediationReport)
@@ -88,7 +89,7 @@ async def test_empty_input_runs_the_default_runbook(time_skipping_env):
         # The default soak: 15 continuous minutes, sampled every minute on timers.
         assert phase4.soak_samples >= 15 and phase4.soak_restarts == 0
         await approve_when_pending(env, handle, "cleanup-revisions", approver="bob")
-        report = await handle.result()
+        report = await finished(handle)
     assert report.outcome == RunState.SUCCEEDED
     assert report.incident_id == "1278"
     sql = cloud.world["sql/netra-staging-db"]
@@ -126,7 +127,7 @@ async def test_serverless_backends_skip_the_load_balancer_steps(time_skipping_en
             "staging-legacy-cert", "staging-netrasystems-ai-cert"]
         for gate in GATES:
             await approve_when_pending(env, handle, gate)
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.SUCCEEDED
     assert cloud.step_calls(act.CONFIGURE_HEALTH_CHECK) == []

@@ -10,6 +10,7 @@ from runbook.messages import SIGNAL_ABORT
 from runbook.status import RunState, StepStatus
 from tests.workflow.doubles import FakeCloud, default_world
 from tests.workflow.harness import (
+    finished,
     FAST_SOAK,
     approve_when_pending,
     keep_history,
@@ -30,7 +31,7 @@ async def _stopped_mid_configure_backend(env, cloud: FakeCloud, tq: str, stop) -
         await approve_when_pending(env, handle, "phase-2")
         await asyncio.wait_for(cloud.holding["configure-backend"].wait(), 30)
         await stop(handle)
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     return handle, report, st
 
@@ -90,7 +91,7 @@ async def test_crash_mid_activity_resumes_on_a_new_worker_without_repeating(time
     async with worker_for(env, cloud, tq):
         for gate in ("phase-2", "phase-3", "phase-4", "cleanup-revisions"):
             await approve_when_pending(env, handle, gate)
-        report = await handle.result()
+        report = await finished(handle)
         st = await status(handle)
     assert report.outcome == RunState.SUCCEEDED
     # expand-sql ran twice (the crash, then the resume) but changed the world once, and

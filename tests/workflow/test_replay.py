@@ -4,10 +4,12 @@ A change that would break running workflows (reordered commands, a new timer or
 upsert without ``workflow.patched``) fails here. Regenerate the fixtures only for an
 intended, versioned change: REMEDIATION_RECORD_HISTORIES=1 pytest tests/workflow
 
-``tests/histories/`` holds the current runbook's histories; ``tests/histories/v0/`` the
-ones recorded before the ``gcp-fidelity-1`` patch (steps for the auth service's VPC
-access, Redis, the serverless topology). Both generations must keep replaying: runs
-started before a deployment are still running after it.
+``tests/histories/`` holds the current runbook's histories; ``tests/histories/v1/`` the
+ones recorded before the ``safety-1`` patch (target leases, per-channel notifications,
+outcomes other than SUCCEEDED ending as Failed/Canceled); ``tests/histories/v0/`` the ones
+recorded before ``gcp-fidelity-1`` (steps for the auth service's VPC access, Redis, the
+serverless topology). Every generation must keep replaying: runs started before a
+deployment are still running after it.
 """
 
 from __future__ import annotations
@@ -48,12 +50,15 @@ class DriftedWorkflow(RemediationWorkflow):
 V0 = {"happy_path", "empty_input", "gate_timeout", "hard_limit", "retry_succeeds",
       "non_retryable_phase_2", "bad_request", "preflight_refused", "gate_validation",
       "reject_phase_3", "abort_mid_step", "cancel_mid_step", "crash_resume"}
-EXPECTED = V0 | {"serverless_happy_path"}
-SAVED = [f"v0/{n}" for n in sorted(V0)] + sorted(EXPECTED)
+V1 = V0 | {"serverless_happy_path"}
+EXPECTED = V1 | {"lease_refused", "lease_waited", "notification_failed", "rollback_terminated_run"}
+SAVED = ([f"v0/{n}" for n in sorted(V0)] + [f"v1/{n}" for n in sorted(V1)]
+         + sorted(EXPECTED))
 
 
 def test_every_scenario_has_a_saved_history():
     assert EXPECTED <= {p.stem for p in HISTORIES.glob("*.json")}
+    assert V1 <= {p.stem for p in (HISTORIES / "v1").glob("*.json")}
     assert V0 <= {p.stem for p in (HISTORIES / "v0").glob("*.json")}
 
 
