@@ -51,7 +51,7 @@ def wait_for_gate(cli, wid: str, gate: str, timeout: float = 150) -> dict:
             return st
         # Waiting for a gate of a run that has ended (even SUCCEEDED) can only time out.
         assert st["state"] not in {s.value for s in TERMINAL_STATES}, st
-        time.sleep(1)
+        time.sleep(0.3)  # each poll is a CLI process already
     raise AssertionError(f"gate {gate} never opened; last state {st['state']}")
 
 
@@ -175,7 +175,7 @@ def wait_for_state(cli, wid: str, state: str, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while (st := status_json(cli, wid))["state"] != state:
         assert time.monotonic() < deadline, f"{wid} did not reach {state}: {st['state']}"
-        time.sleep(1)
+        time.sleep(0.3)
     return st
 
 
