@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
@@ -387,8 +386,8 @@ class _Builder:
                                    text=f"{d.action}{gate} by {who} via {d.via} [{d.identity}]"
                                         f"{extra} — {d.result}"))
         for r in a.activities:
-            if r.activity_type == act.NOTIFY:
-                continue
+            if r.activity_type in (act.NOTIFY, act.NOTIFY_CHANNEL):
+                continue  # listed as notifications below
             what = r.summary or r.activity_type
             t.append(TimelineEntry(at=r.scheduled_at, event_id=r.event_id, kind="activity",
                                    text=f"{what} — {r.outcome}, {r.attempts} attempt(s)"
@@ -414,29 +413,3 @@ class _Builder:
 
 def build_audit(history: WorkflowHistory, source: str = "live history") -> AuditReport:
     return _Builder(history, source).build().model_copy(update={"in_force": abandoned_run(history)})
-
-
-def history_from_file(path: str, workflow_id: str | None = None) -> WorkflowHistory:
-    """Parse `temporal workflow show -w ID --output json` (or UI download) output."""
-    import json
-    import os
-
-    with open(path) as fh:
-        raw = json.load(fh)
-    # Exports do not always carry the workflow id; the file name is the next best label.
-    if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
-        raise ValueError('expected a JSON object with an "events" list')
-    wid = workflow_id or _workflow_id_from(raw) or os.path.splitext(os.path.basename(path))[0]
-    history = WorkflowHistory.from_json(wid, raw)
-    # A partial or foreign file would give a misleading audit: insist on a whole history.
-    if not history.events or history.events[0].event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-        raise ValueError("the first event is not WorkflowExecutionStarted (not a complete history)")
-    return history
-
-
-def _workflow_id_from(raw: dict) -> str | None:
-    # The export does not carry the workflow id except inside the started event.
-    for ev in raw.get("events", [])[:1]:
-        attrs = ev.get("workflowExecutionStartedEventAttributes") or {}
-        return attrs.get("workflowId") or None
-    return None

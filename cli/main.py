@@ -357,7 +357,8 @@ def audit(ctx: typer.Context, workflow_id: Optional[str] = typer.Argument(None, 
     """Audit a run from its event history: who, what, when, and the outcome."""
     from google.protobuf import json_format
 
-    from cli.audit import build_audit, history_from_file
+    from cli.audit import build_audit
+    from cli.history_file import history_from_file
     from cli.audit_render import RENDERERS
 
     if fmt not in RENDERERS:

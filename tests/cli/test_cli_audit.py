@@ -19,7 +19,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from cli.audit import build_audit, history_from_file
+from cli.audit import build_audit
+from cli.history_file import history_from_file
 from cli.audit_render import to_html, to_json, to_markdown
 from cli.payloads import decode
 
