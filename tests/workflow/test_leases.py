@@ -137,6 +137,15 @@ def state_is(name: str) -> Callable[[LeaseView], bool]:
     return lambda v: v.state == name
 
 
+async def holder_and_waiter(env, tq: str, proj: str) -> tuple[WorkflowHandle, WorkflowHandle]:
+    """Run a holds r1; run b (policy wait) is queued behind it."""
+    a = await request(env, tq, proj, ["r1"])
+    await view_until(a, state_is("granted"))
+    b = await request(env, tq, proj, ["r1"], policy="wait")
+    await view_until(b, state_is("queued"))
+    return a, b
+
+
 async def keeper_state(env, proj: str) -> KeeperState:
     return await env.client.get_workflow_handle(keeper_id(proj)).query(QUERY_LEASES, result_type=KeeperState)
 
@@ -249,10 +258,7 @@ async def test_waiter_that_gives_up_leaves_the_line(lease_env):
 async def test_cancelled_waiter_leaves_the_line(lease_env):
     env, tq, _ = lease_env
     proj = project()
-    a = await request(env, tq, proj, ["r1"])
-    await view_until(a, state_is("granted"))
-    b = await request(env, tq, proj, ["r1"], policy="wait")
-    await view_until(b, state_is("queued"))
+    a, b = await holder_and_waiter(env, tq, proj)
     await b.cancel()
     with pytest.raises(WorkflowFailureError):
         await b.result()
@@ -266,10 +272,7 @@ async def test_cancelled_waiter_leaves_the_line(lease_env):
 async def test_terminated_waiter_is_dropped_when_its_turn_comes(lease_env):
     env, tq, _ = lease_env
     proj = project()
-    a = await request(env, tq, proj, ["r1"])
-    await view_until(a, state_is("granted"))
-    b = await request(env, tq, proj, ["r1"], policy="wait")
-    await view_until(b, state_is("queued"))
+    a, b = await holder_and_waiter(env, tq, proj)
     c = await request(env, tq, proj, ["r1"], policy="wait")
     await view_until(c, lambda v: v.state == "queued" and v.position == 2)
     await b.terminate("gone while waiting")
