@@ -114,9 +114,15 @@ def classify_response(label: str, response: httpx.Response, secret: str,
 
 async def post_json(label: str, url: str, payload: dict, secret: str) -> httpx.Response:
     """POST ``payload`` once; transport failures become ``ChannelUnavailable``."""
-    request = httpx.Request("POST", url, json=payload,
-                            headers={"User-Agent": "gcp-remediation-runbooks"},
-                            extensions={"timeout": SEND_TIMEOUT.as_dict()})
+    try:
+        request = httpx.Request("POST", url, json=payload,
+                                headers={"User-Agent": "gcp-remediation-runbooks"},
+                                extensions={"timeout": SEND_TIMEOUT.as_dict()})
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as err:
+        # A malformed URL (e.g. read from a secret) never gets better by retrying.
+        detail = scrub(str(err).replace(url, label), secret)
+        raise ApplicationError(f"{label}: invalid URL: {detail[:_EXCERPT]}", type=REJECTED,
+                               non_retryable=True) from None
     try:
         async with httpx.AsyncHTTPTransport(retries=0) as transport:
             response = await transport.handle_async_request(request)

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runbook.activity_io import NotificationChannel
+
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 # Always available, needs no configuration: a structured line in the worker log.
 LOG_CHANNEL = "log"
@@ -28,6 +30,9 @@ class NotificationRouting(BaseModel):
     routes: dict[str, list[str]] = Field(default_factory=dict)
     # Channels for a recipient that has no route of its own.
     default: list[str] = Field(default_factory=lambda: [LOG_CHANNEL])
+    # The form before safety-1 (a list of {"kind": "log"|"webhook", "url": ...}), kept so
+    # runs started with it replay and notify as they did; a new run refuses it.
+    legacy_channels: list[NotificationChannel] = Field(default_factory=list)
 
     @field_validator("default")
     @classmethod
@@ -38,6 +43,11 @@ class NotificationRouting(BaseModel):
     @classmethod
     def _route_names(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         return {recipient: [_channel_name(n) for n in names] for recipient, names in v.items()}
+
+    @classmethod
+    def from_legacy(cls, value: object) -> object:
+        """Read the pre-safety-1 list form as ``legacy_channels``."""
+        return {"legacy_channels": value} if isinstance(value, list) else value
 
     def channels_for(self, recipient: str) -> list[str]:
         return list(self.routes.get(recipient, self.default))

@@ -363,6 +363,11 @@ class RemediationRequest(_Strict):
     # What to do when another run holds a lease on any of this run's targets.
     lease: LeasePolicy = Field(default_factory=LeasePolicy)
 
+    @field_validator("notifications", mode="before")
+    @classmethod
+    def _legacy_notifications(cls, v: object) -> object:
+        return NotificationRouting.from_legacy(v)
+
     @field_validator("incident_id")
     @classmethod
     def _incident(cls, v: str) -> str:

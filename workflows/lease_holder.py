@@ -118,9 +118,17 @@ class TargetLease:
         if self._keeper is None or self._released:
             return
         self._released = self._final = True
+        sending = asyncio.ensure_future(workflow.get_external_workflow_handle(self._keeper).signal(
+            SIGNAL_RELEASE_LEASE, ReleaseLease(workflow_id=workflow.info().workflow_id)))
         try:
-            await workflow.get_external_workflow_handle(self._keeper).signal(
-                SIGNAL_RELEASE_LEASE, ReleaseLease(workflow_id=workflow.info().workflow_id))
+            # Shielded: a cancel arriving now must not drop the release signal.
+            await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            await workflow.wait_condition(sending.done)
+            if not sending.cancelled() and sending.exception() is not None:
+                workflow.logger.info("lease release not delivered to %s: %s", self._keeper,
+                                     sending.exception())
+            raise
         except FailureError as err:
             workflow.logger.info("lease release not delivered to %s: %s", self._keeper, err)
         if self.view is not None and self.view.state != "refused":

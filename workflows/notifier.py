@@ -49,8 +49,8 @@ class Notifier:
         self._channels_for = channels_for
         self._publish = publish
         self._tasks: list[asyncio.Task] = []
-        # gate -> (recipient, channel) pairs that were paged about it, to resolve later
-        self._paged: dict[str, list[tuple[str, str]]] = {}
+        # gate id or "phase-N" -> (recipient, channel, delivery) paged about it, to resolve
+        self._paged: dict[str, list[tuple[str, str, asyncio.Task]]] = {}
 
     def send(self, level: str, recipient: str, subject: str, body: str, *,
              phase: int | None = None, gate: str | None = None) -> None:
@@ -60,29 +60,47 @@ class Notifier:
                          phase=phase, gate=gate, pending=list(channels))
         self._status.escalations.append(esc)
         level = "breach" if level == "hard_limit" else level  # a hard limit is a breach to a pager
+        key = gate or (f"phase-{phase}" if phase else None)
         for channel in channels:
             notice = self._notice(level, recipient, channel, subject, body, phase, gate)
-            self._tasks.append(asyncio.create_task(self._deliver(esc, notice)))
-            if gate and level in PAGING_LEVELS:
-                self._paged.setdefault(gate, []).append((recipient, channel))
+            task = asyncio.create_task(self._deliver(esc, notice))
+            self._tasks.append(task)
+            if key and level in PAGING_LEVELS:
+                self._paged.setdefault(key, []).append((recipient, channel, task))
         self._publish()
 
-    def resolve(self, gate: str, decision: str) -> None:
-        """The gate was decided: resolve what was paged about it (same dedup key)."""
-        pairs = list(dict.fromkeys(self._paged.pop(gate, [])))
-        by_recipient: dict[str, list[str]] = {}
-        for recipient, channel in pairs:
-            by_recipient.setdefault(recipient, []).append(channel)
+    def resolve(self, key: str, decision: str) -> None:
+        """A gate was decided (or a phase that breached its budget succeeded): resolve
+        what was paged about it, under the same dedup key, after its trigger went out."""
+        by_recipient: dict[str, dict[str, list[asyncio.Task]]] = {}
+        for recipient, channel, task in self._paged.pop(key, []):
+            by_recipient.setdefault(recipient, {}).setdefault(channel, []).append(task)
+        gate = None if key.startswith("phase-") else key
+        phase = int(key.removeprefix("phase-")) if gate is None else None
         for recipient, channels in by_recipient.items():
-            subject = f"Gate {gate} {decision}"
+            subject = f"{'Gate ' + gate if gate else 'Phase ' + str(phase)} {decision}"
             esc = Escalation(at=workflow.now(), level="resolve", recipient=recipient,
-                             subject=subject, gate=gate, pending=list(channels))
+                             subject=subject, gate=gate, phase=phase, pending=list(channels))
             self._status.escalations.append(esc)
-            for channel in channels:
-                notice = self._notice("resolve", recipient, channel, subject, subject, None, gate)
-                self._tasks.append(asyncio.create_task(self._deliver(esc, notice)))
-        if pairs:
+            for channel, triggers in channels.items():
+                notice = self._notice("resolve", recipient, channel, subject, subject, phase, gate)
+                self._tasks.append(asyncio.create_task(self._deliver(esc, notice, after=triggers)))
+        if by_recipient:
             self._publish()
+
+    def resolve_at_end(self) -> None:
+        """The run is ending: resolve every page about a gate decided (or abandoned by a
+        cancel) and every phase that breached its budget but succeeded. A timed-out gate
+        and a failed phase stay paged: those breaches need a human."""
+        for key in list(self._paged):
+            if key.startswith("phase-"):
+                number = int(key.removeprefix("phase-"))
+                if self._status.phases[number - 1].status == "SUCCEEDED":
+                    self.resolve(key, "succeeded")
+                continue
+            record = next((g for g in self._status.gates if g.id == key), None)
+            if record is not None and record.status != "TIMED_OUT":
+                self.resolve(key, f"closed: run {self._status.state.value}")
 
     async def drain(self) -> None:
         await workflow.wait_condition(lambda: all(t.done() for t in self._tasks))
@@ -103,7 +121,10 @@ class Notifier:
             deadline=deadline, approve_command=command,
             dedup_key=f"{wid}/{gate or (f'phase-{phase}' if phase else 'run')}")
 
-    async def _deliver(self, esc: Escalation, notice: ChannelNotice) -> None:
+    async def _deliver(self, esc: Escalation, notice: ChannelNotice,
+                       after: list[asyncio.Task] | None = None) -> None:
+        if after:  # a resolve must not overtake its trigger's retries
+            await workflow.wait_condition(lambda: all(t.done() for t in after))
         try:
             out: ChannelDelivery = await call(
                 act.NOTIFY_CHANNEL, notice, ChannelDelivery,
@@ -126,15 +147,17 @@ class Notifier:
             self._publish()
 
 
-async def legacy_notify(status: RunStatus, level: str, recipient: str, subject: str,
-                        body: str, *, phase: int | None = None, gate: str | None = None) -> None:
+async def legacy_notify(status: RunStatus, channels: list[NotificationChannel], level: str,
+                        recipient: str, subject: str, body: str, *, phase: int | None = None,
+                        gate: str | None = None) -> None:
     """Before ``safety-1``: one ``notify`` activity, its failures swallowed."""
     try:
         out: NotifyOutcome = await call(
             act.NOTIFY,
             NotifyParams(run_id=workflow.info().workflow_id, incident_id=status.incident_id,
                          level=level if level != "hard_limit" else "breach", recipient=recipient,
-                         subject=subject, body=body, channels=[NotificationChannel(kind="log")]),
+                         subject=subject, body=body,
+                         channels=channels or [NotificationChannel(kind="log")]),
             NotifyOutcome, start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)),
             summary=f"Notify {recipient}: {subject}"[:200])

@@ -15,7 +15,7 @@ workflows/approvals.py, phase execution in workflows/phase_runner.py.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Awaitable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
@@ -125,6 +125,9 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         workflow.patched(GCP_FIDELITY_PATCH)
         self._safety = workflow.patched(SAFETY_PATCH)
         self._publish()
+        if self._safety and self._req.notifications.legacy_channels:
+            return self._refuse_legacy_channels()
+        revisions_left: list[str] = []
         try:
             if self._safety:
                 await self._take_lease()
@@ -134,27 +137,51 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
                 await self._run_phase(phase)
             revisions_left = await self._cleanup()
             self._finish(RunState.SUCCEEDED, "remediation complete")
-            return await self._conclude(revisions_left)
+            if not self._safety:
+                return await self._conclude(revisions_left)
         except LeaseRefused as refused:
             self._finish(RunState.REFUSED, str(refused))  # nothing was changed
         except Stop as stop:
-            await self._rollback(stop.state, stop.reason)
+            await self._ending(self._rollback(stop.state, stop.reason))
         except asyncio.CancelledError:
             self._cancelled = True
-            await self._stop_phase_task()
+            await self._ending(self._stop_phase_task())
             by = self._abort.by if self._abort else "workflow cancellation"
-            await self._rollback(RunState.ABORTED, f"cancelled by {by}")
+            await self._ending(self._rollback(RunState.ABORTED, f"cancelled by {by}"))
         except PlanRefused as refused:
             self._finish(RunState.FAILED, str(refused))
-            await self._lease.release()
+            await self._ending(self._lease.release())
             raise ApplicationError(str(refused), *refused.details, type=refused.type,
                                    non_retryable=True) from None
         except PhaseFailed as failed:
-            await self._rollback(RunState.ROLLED_BACK, str(failed))
+            await self._ending(self._rollback(RunState.ROLLED_BACK, str(failed)))
         except Exception as err:  # noqa: BLE001 - any failure must still roll back
-            await self._stop_phase_task()
-            await self._rollback(RunState.ROLLED_BACK, f"failed: {error_text(err)}")
-        return await self._conclude([])
+            await self._ending(self._stop_phase_task())
+            await self._ending(self._rollback(RunState.ROLLED_BACK, f"failed: {error_text(err)}"))
+        return await self._ending(self._conclude(revisions_left))
+
+    async def _ending(self, step: Awaitable[Any]) -> Any:
+        """Since safety-1 the ending (rollback, report, lease release) runs to its end even
+        when a Temporal cancel arrives meanwhile: a late cancel must not roll back a
+        finished remediation, nor stop a rollback half way."""
+        if not self._safety:
+            return await step
+        task = asyncio.ensure_future(step)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    return task.result()
+
+    def _refuse_legacy_channels(self) -> RemediationReport:
+        reason = ("notifications: a list of channels with URLs is the form before safety-1; "
+                  "URLs are secrets: route recipients to channel names configured on the worker "
+                  '(e.g. {"routes": {"db-oncall": ["db-slack"]}, "default": ["log"]})')
+        self._finish(RunState.FAILED, f"invalid request: {reason}")
+        raise ApplicationError(f"InvalidRequest: {reason}",
+                               [{"field": "notifications", "reason": reason}],
+                               type="InvalidRequest", non_retryable=True)
 
     async def _conclude(self, revisions_left: list[str]) -> RemediationReport:
         """End the run: release the lease, report, and end as runbook/outcome.py says."""
@@ -164,6 +191,7 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         await self._notify("outcome", s.requested_by or "on-call",
                            f"Incident {s.incident_id}: run {s.state.value}", s.outcome_reason)
         if self._safety:
+            self._notifier.resolve_at_end()
             await self._notifier.drain()
             report.escalations = s.escalations
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -340,5 +368,6 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         if self._safety:
             self._notifier.send(level, recipient, subject, body, phase=phase, gate=gate)
             return
-        await legacy_notify(self._status, level, recipient, subject, body, phase=phase, gate=gate)
+        await legacy_notify(self._status, self._req.notifications.legacy_channels, level, recipient,
+                            subject, body, phase=phase, gate=gate)
         self._publish()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from runbook.messages import SIGNAL_ABORT
@@ -11,12 +13,13 @@ from runbook.status import RunState
 from tests.workflow.doubles import FakeCloud
 from workflows.current_details import render_current_details
 from tests.workflow.harness import (
+    FAST_SOAK,
+    GATES,
     approve_when_pending,
     finished,
     keep_history,
     new_queue,
     start,
-    status,
     until,
     worker_for,
 )
@@ -86,3 +89,35 @@ async def test_an_unknown_channel_is_not_retried(time_skipping_env):
     assert failure.attempts == 1 and "not configured" in failure.error
     # The escalation went on while the channel failed: the gate did not wait for it.
     assert st.state == RunState.AWAITING_APPROVAL
+
+
+async def test_a_late_cancel_does_not_roll_back_a_finished_remediation(time_skipping_env):
+    """The run has SUCCEEDED and released its lease; its outcome notice is still being
+    retried when someone cancels it. The cancel changes nothing: no rollback (another run
+    may hold the targets by now), the run completes SUCCEEDED."""
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.failures["notify:slow"] = [ApplicationError("HTTP 503", type="ChannelUnavailable")] * 2
+    request = {"requested_by": "carol", "soak": FAST_SOAK,
+               "notifications": {"routes": {"carol": ["slow"]}, "default": ["log"]}}
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, request, tq)
+        for gate in GATES:
+            await approve_when_pending(env, handle, gate)
+        await until(env, handle, lambda s: s.state == RunState.SUCCEEDED, skip_s=0)
+        await handle.cancel()
+        report = await finished(handle)  # also checks: Completed, not Canceled
+    assert report.outcome == RunState.SUCCEEDED
+    assert cloud.compensations() == []
+    outcome = next(e for e in report.escalations if e.level == "outcome")
+    assert outcome.delivered == ["slow"]  # delivered on the third attempt
+
+
+async def test_a_request_with_the_old_webhook_list_is_refused(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"notifications": [{"kind": "webhook", "url": "https://h/x"}]}, tq)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+    assert info.value.cause.type == "InvalidRequest"
+    assert "notifications" in info.value.cause.message and "secrets" in info.value.cause.message
+    assert cloud.calls == []
