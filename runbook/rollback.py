@@ -8,13 +8,12 @@ and the same report as its first detail.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runbook.changes_in_force import InFlightStep
 from runbook.request import FieldProblem, model_problems
-from runbook.status import RollbackEntry
+from runbook.status import ChangeRecord, RollbackEntry
 
 ROLLBACK_ID_PREFIX = "rollback-"
 
@@ -43,12 +42,11 @@ def rollback_request_problems(raw: object) -> tuple[RollbackRequest | None, list
     return model_problems(RollbackRequest, raw)
 
 
-class RolledBackChange(BaseModel):
-    step_id: str
-    resource: str
+class RolledBackChange(ChangeRecord):
+    """A change of the source run (``before``: the state restored, ``after``: the state
+    the source left) and what its undo said."""
+
     summary: str = ""
-    before: dict[str, Any] = Field(default_factory=dict)  # the state restored
-    after: dict[str, Any] = Field(default_factory=dict)  # the state the source run left
     detail: str = ""  # the compensation's own words, or why it failed
 
 

@@ -137,6 +137,12 @@ def state_is(name: str) -> Callable[[LeaseView], bool]:
     return lambda v: v.state == name
 
 
+async def done(handle: WorkflowHandle) -> LeaseView:
+    """Tell a requester its work is over (it releases), and wait for it to end."""
+    await handle.signal(LeaseTestRequester.done)
+    return await handle.result()
+
+
 async def holder_and_waiter(env, tq: str, proj: str) -> tuple[WorkflowHandle, WorkflowHandle]:
     """Run a holds r1; run b (policy wait) is queued behind it."""
     a = await request(env, tq, proj, ["r1"])
@@ -189,8 +195,7 @@ async def test_overlap_with_refuse_is_refused_at_once_naming_the_holder(lease_en
     assert [(h.workflow_id, h.resources) for h in refused.holders] == [(a.id, ["r2"])]
     assert a.id in refused.reason
     assert [h.workflow_id for h in (await keeper_state(env, proj)).holders] == [a.id]
-    await a.signal(LeaseTestRequester.done)
-    await a.result()
+    await done(a)
 
 
 async def test_overlap_with_wait_queues_then_is_granted_on_release(lease_env):
@@ -206,8 +211,7 @@ async def test_overlap_with_wait_queues_then_is_granted_on_release(lease_env):
     await view_until(b, state_is("granted"))
     s = await keeper_state(env, proj)
     assert [h.workflow_id for h in s.holders] == [b.id] and s.queue == []
-    await b.signal(LeaseTestRequester.done)
-    await b.result()
+    await done(b)
 
 
 async def test_non_overlapping_runs_are_both_granted(lease_env):
@@ -219,8 +223,7 @@ async def test_non_overlapping_runs_are_both_granted(lease_env):
     await view_until(b, state_is("granted"))
     assert sorted(h.workflow_id for h in (await keeper_state(env, proj)).holders) == sorted([a.id, b.id])
     for h in (a, b):
-        await h.signal(LeaseTestRequester.done)
-        await h.result()
+        await done(h)
 
 
 async def test_lease_of_a_terminated_holder_is_recovered_by_the_next_request(lease_env):
@@ -235,8 +238,7 @@ async def test_lease_of_a_terminated_holder_is_recovered_by_the_next_request(lea
     assert [h.workflow_id for h in s.holders] == [b.id]
     assert [(r.workflow_id, r.status, r.was, r.resources) for r in s.recovered] == [
         (a.id, "TERMINATED", "holder", ["r1", "r2"])]
-    await b.signal(LeaseTestRequester.done)
-    await b.result()
+    await done(b)
 
 
 async def test_waiter_that_gives_up_leaves_the_line(lease_env):
@@ -251,8 +253,7 @@ async def test_waiter_that_gives_up_leaves_the_line(lease_env):
     assert [h.workflow_id for h in gave_up.holders] == [a.id]
     s = await keeper_until(env, proj, lambda s: not s.queue)
     assert [h.workflow_id for h in s.holders] == [a.id]
-    await a.signal(LeaseTestRequester.done)
-    await a.result()
+    await done(a)
 
 
 async def test_cancelled_waiter_leaves_the_line(lease_env):
@@ -264,8 +265,7 @@ async def test_cancelled_waiter_leaves_the_line(lease_env):
         await b.result()
     s = await keeper_until(env, proj, lambda s: not s.queue)
     assert [h.workflow_id for h in s.holders] == [a.id] and s.recovered == []
-    await a.signal(LeaseTestRequester.done)
-    await a.result()
+    await done(a)
     await keeper_until(env, proj, lambda s: not s.holders)
 
 
@@ -282,8 +282,7 @@ async def test_terminated_waiter_is_dropped_when_its_turn_comes(lease_env):
     assert [h.workflow_id for h in s.holders] == [c.id] and s.queue == []
     assert [(r.workflow_id, r.was) for r in s.recovered] == [(b.id, "queued")]
     assert s.recovered[0].status.startswith("CLOSED")
-    await c.signal(LeaseTestRequester.done)
-    await c.result()
+    await done(c)
 
 
 async def test_keeper_continues_as_new_with_its_state(lease_env, monkeypatch):
@@ -301,8 +300,7 @@ async def test_keeper_continues_as_new_with_its_state(lease_env, monkeypatch):
         left = [await request(env, rtq, proj, ["r1"], policy="wait") for _ in range(3)]
         while left:  # grant order is arrival order, which the activities decide
             granted = await first_granted(left)
-            await granted.signal(LeaseTestRequester.done)
-            await granted.result()
+            await done(granted)
             left.remove(granted)
         s = await keeper_until(env, proj, lambda s: not s.holders and not s.queue)
         keeper = env.client.get_workflow_handle(keeper_id(proj))
