@@ -40,26 +40,29 @@ def build_worker(client: Client, task_queue: str, activities: list, **overrides)
     """The worker as production runs it; tests build theirs here too (``overrides`` for
     what a test must vary, e.g. no workflow cache). ``activities`` are the cloud's; the
     ones that talk to Temporal itself (leases, reading a run's history) are added here."""
-    options = dict(workflows=WORKFLOWS, activities=[*activities, *temporal_activities(client)[0]],
+    options = dict(workflows=WORKFLOWS, activities=[*activities, *temporal_activities(client)],
                    interceptors=[FailureAttemptInterceptor()],
                    # Let in-flight activities finish or checkpoint on shutdown.
                    graceful_shutdown_timeout=timedelta(seconds=10))
     return Worker(client, task_queue=task_queue, **(options | overrides))
 
 
-def temporal_activities(client: Client) -> tuple[list, list]:
-    """The activities that talk to Temporal itself: (the remediation worker's: take a
-    lease, read a run's history; the lease worker's: describe runs)."""
-    leases = LeaseActivities(client)
-    return ([leases.acquire_lease, RunHistoryActivities(client).read_changes_in_force],
-            [leases.describe_runs])
+def temporal_activities(client: Client) -> list:
+    """The remediation worker's activities that talk to Temporal itself: take a lease,
+    read another run's history."""
+    return [LeaseActivities(client).acquire_lease, RunHistoryActivities(client).read_changes_in_force]
+
+
+def lease_keeper_activities(client: Client) -> list:
+    """The lease worker's: the keepers' liveness check of the runs holding leases."""
+    return [LeaseActivities(client).describe_runs]
 
 
 def build_lease_worker(client: Client) -> Worker:
     """The lease keepers' worker (workflows/lease_keeper.py), beside the main one in every
     worker process: a keeper is served whichever worker is up."""
     return Worker(client, task_queue=LEASE_TASK_QUEUE, workflows=[TargetLeaseWorkflow],
-                  activities=temporal_activities(client)[1])
+                  activities=lease_keeper_activities(client))
 
 
 async def main() -> None:

@@ -1,8 +1,9 @@
 """Secret Manager: check that required secrets exist with an ENABLED latest version.
 
 Metadata only: ``secrets.get`` and ``versions.get(.../versions/latest)``. The ``:access``
-method returns the payload and is never called, so no secret value can reach the worker,
-its logs or workflow history.
+method returns the payload and is never called here. (Only notification channels
+configured with a ``*_secret`` read a payload, in activities/notify_channel.py, and never
+return or log it.)
 """
 
 from __future__ import annotations

@@ -27,11 +27,11 @@ from cli.audit_model import (
     TimelineEntry,
     TimerRecord,
 )
-from cli.payloads import decode, first
+from runbook.payloads import decode, first
 from cli.runbook_version import older_version_note, patch_id
 from runbook import activity_names as act
 from runbook import messages as m
-from runbook.activity_io import Diagnosis
+from runbook.activity_io import UNDO_PREFIX, Diagnosis
 from runbook.outcome import MEMO_REPORT, report_from_details
 from runbook.changes_in_force import abandoned_run
 from runbook.plan import build_plan
@@ -334,10 +334,9 @@ class _Builder:
                 rec = ChangeRecord(step_id=r.activity_id, resource=str(res.get("resource", "")),
                                    summary=r.summary or r.activity_type,
                                    before=res.get("before") or {}, after=res.get("after") or {})
-                # The workflow schedules every compensation with activity id "undo-<step>".
-                undo = r.activity_id.startswith("undo-")
+                undo = r.activity_id.startswith(UNDO_PREFIX)
                 if undo:
-                    rec.step_id = r.activity_id.removeprefix("undo-")
+                    rec.step_id = r.activity_id.removeprefix(UNDO_PREFIX)
                 target = a.changes_reverted if undo else a.changes_applied
                 target.append(rec)
         a.changes_source = "completed activities that reported changed=true (run has no final report)"

@@ -35,7 +35,7 @@ class ConflictingRun(LeaseHolderInfo):
     queued: bool = False  # only waiting in line (``since`` is when it asked)
 
 
-async def conflicting_runs(client: Client, project: str, resources: list[str]) -> list[LeaseHolderInfo]:
+async def conflicting_runs(client: Client, project: str, resources: list[str]) -> list[ConflictingRun]:
     """Holders, then queued requests, whose resources overlap ``resources`` (each with
     only the overlapping resources; ``since`` is when a queued run asked)."""
     handle = client.get_workflow_handle(keeper_id(project))
@@ -53,7 +53,7 @@ async def conflicting_runs(client: Client, project: str, resources: list[str]) -
                            f"start the lease worker (task queue {LEASE_TASK_QUEUE!r}): `./dev up` "
                            "or `python worker.py`") from err
         raise
-    found: list[LeaseHolderInfo] = [
+    found: list[ConflictingRun] = [
         ConflictingRun(workflow_id=h.workflow_id, incident_id=h.incident_id, since=h.since,
                        resources=overlapping(h.resources, resources))
         for h in state.holders if overlapping(h.resources, resources)]
@@ -63,14 +63,14 @@ async def conflicting_runs(client: Client, project: str, resources: list[str]) -
     return found
 
 
-async def request_conflicts(settings: Settings, request: RemediationRequest) -> list[LeaseHolderInfo]:
+async def request_conflicts(settings: Settings, request: RemediationRequest) -> list[ConflictingRun]:
     """The runs holding or waiting for any target ``request``'s runbook may change."""
     client = await connect(settings)
     resources = leased_resources(build_runbook(request))
     return await conflicting_runs(client, request.targets.project, resources)
 
 
-def render_conflicts(conflicts: list[LeaseHolderInfo]) -> RenderableType:
+def render_conflicts(conflicts: list[ConflictingRun]) -> RenderableType:
     """One line per conflicting run and what it holds (or waits for); empty when none."""
     if not conflicts:
         return Text("")
@@ -79,7 +79,7 @@ def render_conflicts(conflicts: list[LeaseHolderInfo]) -> RenderableType:
         "'refuse' this run will be refused, with 'wait' it waits in line:", style="bold yellow")]
     for c in conflicts:
         incident = f" (incident {c.incident_id})" if c.incident_id else ""
-        verb = "waits for" if getattr(c, "queued", False) else "holds"
+        verb = "waits for" if c.queued else "holds"
         first, *rest = c.resources or ["-"]
         more = f" and {len(rest)} more" if rest else ""
         lines.append(Text.assemble("  Run ", (c.workflow_id, "bold"), f"{incident} {verb} ",

@@ -168,7 +168,12 @@ def plan(ctx: typer.Context, request_file: Optional[Path] = RequestFile, inciden
     """Diagnose read-only and print the plan; exits 1 when preflight finds problems."""
     request = build_request(request_file=request_file, incident=incident, requested_by=requested_by,
                             project=project, region=region, sets=set_)
-    if conflicts := asyncio.run(request_conflicts(ctx.obj, request)):
+    try:  # read-only: a keeper that cannot be asked is a warning here, not an error
+        conflicts = asyncio.run(request_conflicts(ctx.obj, request))
+    except CliError as e:
+        conflicts = []
+        err.print(Text(f"warning: {e.message}; {e.hint}", style="yellow"))
+    if conflicts:
         err.print(render_conflicts(conflicts))
     result = asyncio.run(actions.run_plan(ctx.obj, request, timeout))
     if as_json:

@@ -64,15 +64,17 @@ async def run_rollback(settings: Settings, req: RollbackRequest, wait: bool) -> 
         async with rpc_errors(settings):
             handle = await client.start_workflow(
                 m.ROLLBACK_WORKFLOW_TYPE, req.model_dump(), id=rid, task_queue=settings.task_queue,
-                # Again once the last one has closed (e.g. after fixing a failed undo), never twice at once.
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                # Again only after a failed one (fix the cause, retry); never twice at once,
+                # and never after one completed: the source's history does not know the
+                # rollback happened, so a second pass would restore stale state over newer work.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 result_type=RollbackReport,
                 static_summary=f"Rollback of {wid} ({source.closed_as}), requested by "
                                f"{req.requested_by or 'unknown'}",
             )
     except WorkflowAlreadyStartedError as err:
-        raise CliError(f"a rollback of {wid} is already running: {rid}",
+        raise CliError(f"a rollback of {wid} is running or has completed: {rid}",
                        f"follow it in the UI: {settings.workflow_url(rid)}, or wait for its report "
                        f"with `temporal workflow result -w {rid}`") from err
     try:
@@ -109,6 +111,8 @@ async def in_force_of(settings: Settings, wid: str) -> tuple[ChangesInForce, str
         rollback = desc.status.name if desc.status else None
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
-            raise CliError(f"could not read the rollback run of {wid}: {err.message}") from err
+            raise CliError(f"could not read the rollback run of {wid}: {err.message}",
+                           f"check it in the UI: {settings.workflow_url(rollback_workflow_id(wid))}"
+                           ) from err
         rollback = None
     return changes_in_force(history), rollback

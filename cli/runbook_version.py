@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from temporalio.api.history.v1 import HistoryEvent
 
-from cli.payloads import first
+from runbook.payloads import first
 from runbook.default_runbook import GCP_FIDELITY_PATCH
 
 PATCH_MARKER = "core_patch"  # the SDK's marker name for workflow.patched()

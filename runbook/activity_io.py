@@ -58,6 +58,15 @@ class MutationCheckpoint(BaseModel):
     operation: str | None = None
 
 
+# The saga schedules a step's compensation under this activity id; the audit and
+# ``runbook rollback`` read history by it.
+UNDO_PREFIX = "undo-"
+
+
+def undo_activity_id(step_id: str) -> str:
+    return f"{UNDO_PREFIX}{step_id}"
+
+
 def checkpoint_in(details: list[Any]) -> MutationCheckpoint | None:
     """The checkpoint among a failed step's decoded details: the step issued its change
     before failing (read by the workflow, and from history by ``runbook rollback``)."""

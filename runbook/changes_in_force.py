@@ -24,15 +24,14 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
-from cli.payloads import decode, first
-from runbook.activity_io import checkpoint_in
+from runbook.payloads import decode, first
+from runbook.activity_io import UNDO_PREFIX, checkpoint_in
 from runbook.default_runbook import build_runbook
 from runbook.definition import Runbook, StepSpec
 from runbook.request import describe_problems, request_problems
 
 # How Temporal closed a run without letting its code roll back: what `runbook rollback` is for.
 ABANDONED = ("TERMINATED", "TIMED_OUT")
-UNDO_PREFIX = "undo-"
 
 # The history event that closes a run -> the execution status it leaves (as Temporal names it).
 _CLOSE_EVENTS = {

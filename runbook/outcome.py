@@ -12,7 +12,8 @@
   in force from the history and ``runbook rollback`` undoes it.
 
 Runs recorded before this rule (no ``safety-1`` patch marker) completed with the report
-as their result whatever the outcome; ``report_of_*`` read both.
+as their result whatever the outcome; ``runbook.run_result.final_report`` and the audit
+read both.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from runbook.notifications import ChannelDelivery, ChannelFailure, ChannelNotice
     from runbook.status import Escalation, RunStatus
 
-# Four tries over about a minute and a half: long enough to ride out a webhook blip,
+# Four tries, 5/10/20 s apart (each up to 30 s): long enough to ride out a webhook blip,
 # short enough that a failure is on the status while the gate is still open.
 CHANNEL_RETRY = RetrySpec(initial_interval_s=5, backoff_coefficient=2.0, maximum_interval_s=60,
                           maximum_attempts=4,

@@ -17,7 +17,7 @@ from workflows.activity_calls import COMPENSATION_RETRY, call, retry_policy
 from workflows.step_errors import error_text
 
 with workflow.unsafe.imports_passed_through():
-    from runbook.activity_io import CompensationInput, StepOutcome
+    from runbook.activity_io import CompensationInput, StepOutcome, undo_activity_id
     from runbook.definition import StepSpec
     from runbook.status import RollbackEntry, StepRecord, StepStatus
 
@@ -47,7 +47,7 @@ async def compensate(applied: list[Applied], log: list[RollbackEntry],
                 StepOutcome, start_to_close_timeout=timedelta(minutes=20),
                 heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=retry_policy(COMPENSATION_RETRY),
-                activity_id=f"undo-{step.id}", summary=f"Undo {step.id}: {step.summary}")
+                activity_id=undo_activity_id(step.id), summary=f"Undo {step.id}: {step.summary}")
             rec.status = StepStatus.COMPENSATED
             log.append(RollbackEntry(at=workflow.now(), step_id=step.id, action="compensated",
                                      detail=undo.detail))

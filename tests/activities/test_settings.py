@@ -53,10 +53,10 @@ def test_gcp_probe_needs_an_app_url() -> None:
 def test_build_activities_registers_every_name() -> None:
     from temporalio import activity
 
-    from worker import temporal_activities
+    from worker import lease_keeper_activities, temporal_activities
 
     # The cloud's activities, plus those worker.py adds that talk to Temporal itself.
-    main, lease = temporal_activities(None)
+    main, lease = temporal_activities(None), lease_keeper_activities(None)
     names = sorted(activity._Definition.from_callable(f).name
                    for f in [*build_activities(Settings.from_env({})), *main, *lease])
     expected = sorted(v for k, v in vars(activity_names).items() if k.isupper())

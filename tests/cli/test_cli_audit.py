@@ -22,7 +22,7 @@ from temporalio.client import WorkflowHistory
 from cli.audit import build_audit
 from cli.history_file import history_from_file
 from cli.audit_render import to_html, to_json, to_markdown
-from cli.payloads import decode
+from runbook.payloads import decode
 
 # Not imported from conftest: several test directories have one, and the name is ambiguous.
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -121,4 +121,6 @@ async def finished(handle: WorkflowHandle) -> RemediationReport:
     except WorkflowFailureError as err:
         assert err.cause.type == OUTCOME_ERROR_TYPE[report.outcome], err.cause.type
         assert err.cause.non_retryable
+    else:
+        raise AssertionError(f"{report.outcome.value} run returned a result")
     return report

@@ -41,8 +41,9 @@ async def test_refuse_names_the_holder_and_changes_nothing(time_skipping_env):
     assert first.id in report.reason
     assert st2.lease.state == "refused" and st2.lease.holders[0].workflow_id == first.id
     assert "projects/" in st2.lease.holders[0].resources[0]
-    # The refused run read nothing and changed nothing: one diagnose (the first run's)
-    # before the third run's.
+    # The refused run read nothing, so it could change nothing: one diagnose (the first
+    # run's) before the third run's. (No run here passed its first gate: the mutation log
+    # stays empty; the wait test below proves no mutation while another run has changed.)
     assert len(diagnose_positions(cloud)) == 2 and cloud.mutations == []
     assert st3.lease.state == "granted"
     await keep_history(second, "lease_refused")
