@@ -24,6 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.failure_attempts import FailureAttemptInterceptor
+from activities.liveness import ReadLivenessInterceptor
 from activities.leases import LeaseActivities
 from activities.run_history import RunHistoryActivities
 from runbook.leases import LEASE_TASK_QUEUE
@@ -41,7 +42,7 @@ def build_worker(client: Client, task_queue: str, activities: list, **overrides)
     what a test must vary, e.g. no workflow cache). ``activities`` are the cloud's; the
     ones that talk to Temporal itself (leases, reading a run's history) are added here."""
     options = dict(workflows=WORKFLOWS, activities=[*activities, *temporal_activities(client)],
-                   interceptors=[FailureAttemptInterceptor()],
+                   interceptors=[FailureAttemptInterceptor(), ReadLivenessInterceptor()],
                    # Let in-flight activities finish or checkpoint on shutdown.
                    graceful_shutdown_timeout=timedelta(seconds=10))
     return Worker(client, task_queue=task_queue, **(options | overrides))
@@ -62,7 +63,8 @@ def build_lease_worker(client: Client) -> Worker:
     """The lease keepers' worker (workflows/lease_keeper.py), beside the main one in every
     worker process: a keeper is served whichever worker is up."""
     return Worker(client, task_queue=LEASE_TASK_QUEUE, workflows=[TargetLeaseWorkflow],
-                  activities=lease_keeper_activities(client))
+                  activities=lease_keeper_activities(client),
+                  interceptors=[ReadLivenessInterceptor()])
 
 
 async def main() -> None:

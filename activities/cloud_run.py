@@ -11,31 +11,30 @@ new revision (``template.revision`` is never sent: naming an existing one is ref
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
-from google.protobuf import json_format
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
 from activities.clients import GAPIC_TIMEOUT_S, GcpClients, short
 from activities.mutation import Mutation
-from activities.redaction import redact_template, unredact_template
 from activities.operations import Operations, poll
-from activities.run_template import apply_params, is_desired
-from activities.run_traffic import (
-    LATEST,
-    pinned_traffic,
-    redeploy_traffic,
-    routed_as,
-    shares,
-    shown,
-    traffic_of,
+from activities.run_restore import ServiceRestore
+from activities.run_service import (
+    failure_message,
+    list_revisions,
+    read_service,
+    record,
+    rollout,
+    service_name,
+    template_of,
 )
+from activities.run_template import apply_params, is_desired
+from activities.run_traffic import LATEST, shares, shown, traffic_of
 from runbook import activity_names
 from runbook.activity_io import (
     CompensationInput,
@@ -45,64 +44,8 @@ from runbook.activity_io import (
     StepOutcome,
 )
 
-SUCCEEDED = "CONDITION_SUCCEEDED"
-FAILED = "CONDITION_FAILED"
 
-
-def service_name(project: str, region: str, service: str) -> str:
-    return f"projects/{project}/locations/{region}/services/{service}"
-
-
-def to_json(message: Any) -> dict[str, Any]:
-    """A proto-plus message as the API's JSON (camelCase, enum names, no defaults)."""
-    return json_format.MessageToDict(type(message).pb(message))
-
-
-def read_service(clients: GcpClients, name: str) -> dict[str, Any]:
-    svc = clients.run_services().get_service(name=name, retry=None, timeout=GAPIC_TIMEOUT_S)
-    return to_json(svc)
-
-
-def list_revisions(clients: GcpClients, service: str) -> list[dict[str, Any]]:
-    pager = clients.run_revisions().list_revisions(parent=service, retry=None,
-                                                   timeout=GAPIC_TIMEOUT_S)
-    return [to_json(r) for r in pager]
-
-
-def template_of(svc: dict[str, Any]) -> dict[str, Any]:
-    tpl = copy.deepcopy(svc.get("template", {}))
-    tpl.pop("revision", None)
-    return tpl
-
-
-def record(svc: dict[str, Any]) -> dict[str, Any]:
-    """What restore_service needs (template, traffic) plus which revisions were live."""
-    return {
-        # Credential-like env values only as fingerprints: this record enters history.
-        "template": redact_template(template_of(svc)),
-        "traffic": traffic_of(svc),
-        "latestReadyRevision": short(svc.get("latestReadyRevision", "")),
-        "latestCreatedRevision": short(svc.get("latestCreatedRevision", "")),
-    }
-
-
-def rollout(svc: dict[str, Any]) -> str:
-    """``ready`` | ``reconciling`` | ``failed`` for the service's latest spec."""
-    cond = svc.get("terminalCondition", {})
-    if svc.get("reconciling") or cond.get("state") == "CONDITION_RECONCILING":
-        return "reconciling"
-    if cond.get("state") == FAILED or (
-            svc.get("latestCreatedRevision") != svc.get("latestReadyRevision")):
-        return "failed"
-    return "ready" if cond.get("state") == SUCCEEDED else "reconciling"
-
-
-def _failure_message(svc: dict[str, Any]) -> str:
-    cond = svc.get("terminalCondition", {})
-    return cond.get("message") or cond.get("reason") or "the revision did not become ready"
-
-
-class CloudRunActivities:
+class CloudRunActivities(ServiceRestore):
     def __init__(self, clients: GcpClients) -> None:
         self.clients = clients
         self.ops = Operations(clients)
@@ -150,93 +93,18 @@ class CloudRunActivities:
                           lambda s: rollout(s) != "reconciling", interval_s=self.ops.interval_s,
                           heartbeat=m.heartbeat, what=f"service {name} rollout")
 
-    async def _restore(self, m: Mutation, name: str,
-                       rec: dict[str, Any]) -> tuple[bool, dict[str, Any], str, str]:
-        """Put ``rec``'s serving state back: (changed, service after, "traffic" |
-        "redeploy", what was done)."""
-        svc = await self._settle(m, name)
-        wanted = pinned_traffic(rec)
-        template_kept = redact_template(template_of(svc)) != rec["template"]
-        if not template_kept and traffic_of(svc) == rec["traffic"] and rollout(svc) == "ready" \
-                and short(svc.get("latestReadyRevision", "")) == rec.get("latestReadyRevision"):
-            return False, svc, "traffic", "template and traffic already as recorded"
-        if wanted is not None and routed_as(svc, wanted):
-            return False, svc, "traffic", self._routed_text(wanted, template_kept, False)
-        existing = {short(r["name"]) for r in
-                    await asyncio.to_thread(list_revisions, self.clients, name)}
-        if wanted is not None and {t["revision"] for t in wanted} <= existing:
-            if m.checkpoint is None:
-                m.begin(record(svc))
-            # Traffic only: the template stays as it is, so no revision is created.
-            err = await self._apply(m, name, None, wanted)
-            svc = await self._settle(m, name)
-            if err is not None or not routed_as(svc, wanted):
-                raise err or errors.app_error(
-                    f"{m.action} {name}: traffic is {svc.get('trafficStatuses')} after routing "
-                    f"it back, not {shown(wanted)}", errors.OPERATION_FAILED, m.dump(),
-                    non_retryable=False)
-            return True, svc, "traffic", self._routed_text(wanted, template_kept, True)
-        changed, svc = await self._redeploy(m, name, rec, existing, svc)
-        gone = sorted({t["revision"] for t in wanted or []} - existing)
-        why = (f"recorded revision(s) {', '.join(gone)} deleted" if wanted is not None
-               else "the record names no revision to route to")
-        text = (f"old template {'redeployed' if changed else 'already redeployed'} as a new "
-                f"revision {short(svc.get('latestReadyRevision', ''))} ({why}); "
-                f"traffic {shown(svc.get('trafficStatuses', []))}")
-        return changed, svc, "redeploy", text
-
-    @staticmethod
-    def _routed_text(wanted: list[dict[str, Any]], template_kept: bool, changed: bool) -> str:
-        text = (f"traffic routed back to {shown(wanted)} (no new revision)" if changed
-                else f"traffic already on {shown(wanted)} (no new revision)")
-        if template_kept:
-            text += "; template still holds the step's configuration"
-        return text
-
-    async def _redeploy(self, m: Mutation, name: str, rec: dict[str, Any], existing: set[str],
-                        svc: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        """The fallback: send the recorded template back (a new revision) with traffic
-        that names only revisions that still exist. ``svc``: the settled service."""
-        traffic = redeploy_traffic(rec, existing)
-        current = redact_template(template_of(svc))
-        if current == rec["template"] and traffic_of(svc) == traffic \
-                and rollout(svc) == "ready":
-            return False, svc
-        if m.checkpoint is None:
-            m.begin(record(svc))
-        # Traffic is set in the same update as the template, so the service never
-        # serves a mix of old and new.
-        template = None
-        if current != rec["template"]:
-            template = unredact_template(rec["template"],
-                                         [template_of(svc), *await self._revisions_of(name, rec)])
-        err = await self._apply(m, name, template, traffic)
-        svc = await self._settle(m, name)
-        if err is not None or rollout(svc) != "ready":
-            raise err or errors.app_error(
-                f"{m.action} {name}: restored revision did not become ready: "
-                f"{_failure_message(svc)}", errors.OPERATION_FAILED, m.dump(),
-                non_retryable=False)
-        return True, svc
-
-    async def _revisions_of(self, name: str, rec: dict[str, Any]) -> list[dict[str, Any]]:
-        """The recorded revisions (immutable: they keep the values a record leaves out)."""
-        found = []
-        for rev in {rec.get("latestReadyRevision"), rec.get("latestCreatedRevision")} - {"", None}:
-            try:
-                found.append(await asyncio.to_thread(
-                    lambda r=rev: to_json(self.clients.run_revisions().get_revision(
-                        name=f"{name}/revisions/{r}", retry=None, timeout=GAPIC_TIMEOUT_S))))
-            except gexc.NotFound:
-                continue  # deleted: the live template may still hold the value
-        return found
-
     # -- activities ---------------------------------------------------------------------
 
     @activity.defn(name=activity_names.DEPLOY_REVISION)
     async def deploy_revision(self, p: DeployRevisionParams) -> StepOutcome:
         name = service_name(p.project, p.region, p.service)
         async with Mutation("deploy revision", name) as m:
+            if m.failed_verdict is not None:
+                # An earlier attempt saw the new revision fail and began putting the old
+                # service back: finish that restore and keep its verdict (re-deploying
+                # here would apply the change twice and could flip the run's outcome).
+                await self._finish_pending(m)
+                raise await self._restored_after_failure(m, name, m.failed_verdict)
             op_error = None
             if m.pending_operation:
                 try:
@@ -263,19 +131,18 @@ class CloudRunActivities:
             svc = await self._settle(m, name)
             if rollout(svc) == "failed":
                 revision = short(svc.get("latestCreatedRevision", ""))
-                reason = _failure_message(svc)
+                reason = failure_message(svc)
                 if m.checkpoint is None:
                     # Not our deployment: the service already failed with this config.
                     raise errors.step_failed(
                         f"deploy revision {name}: latest revision {revision} is not ready: "
                         f"{reason}")
                 # The new revision failed to start: put the previous template and traffic
-                # back now, so the service is not left pointing at a broken spec.
-                _, _, how, text = await self._restore(m, name, m.checkpoint.before)
-                raise errors.app_error(
-                    f"deploy revision {name}: revision {revision} failed to start: {reason}; "
-                    f"rolled back: {text}", errors.OPERATION_FAILED,
-                    m.dump(), {"restored_by": how}, non_retryable=True)
+                # back now, so the service is not left pointing at a broken spec. The
+                # verdict is checkpointed first, so a crash during the restore resumes it.
+                m.failing(f"deploy revision {name}: revision {revision} failed to start: "
+                          f"{reason}")
+                raise await self._restored_after_failure(m, name, m.failed_verdict or "")
             if op_error is not None:
                 raise op_error
             after = record(svc)

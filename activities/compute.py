@@ -24,7 +24,7 @@ from activities.load_balancing import (
     ref_key,
     set_proxy_certificates,
 )
-from activities.mutation import Mutation, request_id
+from activities.mutation import Mutation
 from activities.operations import Operations, PollTimeout, poll
 from runbook import activity_names
 from runbook.activity_io import (
@@ -123,7 +123,7 @@ class ComputeActivities:
         if found != target:
             m.begin(found)
             body = hc_patch_body(found, target)
-            rid = request_id(m.resource, sorted(target.items()))
+            rid = m.request_id(sorted(target.items()))
             op = await asyncio.to_thread(lambda: execute(self._api().healthChecks().patch(
                 project=project, healthCheck=name, body=body, requestId=rid)))
             m.operation_started(op["name"])
@@ -178,7 +178,7 @@ class ComputeActivities:
             # stale: 412 maps to the retryable StaleFingerprint, and Temporal's next attempt
             # reads again (one retry policy, not a loop of our own here).
             fp = bs.get("fingerprint", "")
-            rid = request_id(m.resource, timeout_s, fp)
+            rid = m.request_id(timeout_s, fp)
             op = await asyncio.to_thread(self._patch_bs, project, name, timeout_s, fp, rid)
             m.operation_started(op["name"])
             await self.ops.compute_global(project, op["name"], m)
@@ -215,7 +215,7 @@ class ComputeActivities:
     async def _insert_cert(self, m: Mutation, p: CertificateParams) -> dict[str, Any]:
         body = {"name": p.certificate, "type": "MANAGED",
                 "managed": {"domains": list(p.domains)}}
-        rid = request_id(m.resource, sorted(p.domains))
+        rid = m.request_id(sorted(p.domains))
         try:
             op = await asyncio.to_thread(lambda: execute(
                 self._api().sslCertificates().insert(project=p.project, body=body,
@@ -236,7 +236,7 @@ class ComputeActivities:
 
     async def _set_proxy_certs(self, m: Mutation, project: str, proxy: str,
                                links: list[str], what: str) -> None:
-        rid = request_id(m.resource, what, proxy, sorted(ref_key(x) for x in links))
+        rid = m.request_id(what, proxy, sorted(ref_key(x) for x in links))
         op = await asyncio.to_thread(set_proxy_certificates, self.clients, project, proxy,
                                      links, rid)
         m.operation_started(op["name"])
@@ -350,7 +350,7 @@ class ComputeActivities:
                     done.append(f"detached from {proxy}")
             if created and cert is not None:
                 m.begin(found)
-                rid = request_id(m.resource, "delete")
+                rid = m.request_id("delete")
                 try:
                     op = await asyncio.to_thread(lambda: execute(
                         self._api().sslCertificates().delete(

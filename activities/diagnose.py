@@ -15,7 +15,8 @@ from typing import Any
 from temporalio import activity
 
 from activities.clients import GcpClients, execute, int_or_none, or_none_on_404, short
-from activities.cloud_run import LATEST, list_revisions, read_service, rollout, service_name
+from activities.run_service import list_revisions, read_service, rollout, service_name
+from activities.run_traffic import LATEST
 from activities.compute import cert_record, hc_record
 from activities.load_balancing import read_backend_service, read_topology
 from activities.memorystore import read_redis, redis_name

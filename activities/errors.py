@@ -209,10 +209,42 @@ def to_application_error(exc: BaseException, *, action: str, resource: str,
     if isinstance(exc, _TRANSPORT_ERRORS):
         return app_error(f"{action} {resource}: transport error {type(exc).__name__}: {exc}",
                          TRANSPORT, *details, non_retryable=False)
+    if isinstance(exc, (TypeError, ValueError)) and not isinstance(
+            exc, (json.JSONDecodeError, UnicodeError)):
+        # The client library refused the arguments before sending anything (a project id
+        # that does not match its pattern, a malformed name): the same call fails the same
+        # way every time. An unparseable response stays retryable below.
+        return app_error(f"{action} {resource}: the client library refused the request: "
+                         f"{type(exc).__name__}: {exc}", INVALID_ARGUMENT, *details,
+                         non_retryable=True)
     # Unknown failure (e.g. an unparseable response): report it plainly and let the
     # RetryPolicy's attempt limit bound it.
     return app_error(f"{action} {resource}: {type(exc).__name__}: {exc}", OPERATION_FAILED,
                      *details, non_retryable=False)
+
+
+def http_status_of(exc: BaseException) -> int | None:
+    """The HTTP status the API answered with, for a library error (or an ApplicationError
+    mapped from one); None when no answer came (transport) or it is not an API error."""
+    if isinstance(exc, ApplicationError):
+        exc = exc.__cause__  # type: ignore[assignment]
+    if isinstance(exc, HttpError):
+        return exc.status_code
+    if isinstance(exc, gexc.GoogleAPICallError) and isinstance(exc.code, int):
+        return exc.code
+    return None
+
+
+def without_checkpoint(err: ApplicationError) -> ApplicationError:
+    """``err`` without a mutation checkpoint among its details."""
+    kept = [d for d in err.details if not (isinstance(d, dict) and "before" in d
+                                           and "resource" in d)]
+    if len(kept) == len(err.details):
+        return err
+    new = ApplicationError(err.message, *kept, type=err.type, non_retryable=err.non_retryable,
+                           next_retry_delay=err.next_retry_delay)
+    new.__cause__ = err.__cause__
+    return new
 
 
 def with_checkpoint(err: ApplicationError, checkpoint: dict[str, Any] | None) -> ApplicationError:

@@ -14,7 +14,7 @@ from temporalio import activity
 
 from activities import errors
 from activities.clients import GcpClients, get_or_none, or_none_on_404, short
-from activities.cloud_run import read_service, service_name
+from activities.run_service import read_service, service_name
 from activities.run_template import config_view
 from activities.mutation import guarded, read_outcome
 from activities.vpc_access import connector_name, connector_network, read_connector

@@ -121,6 +121,7 @@ class MonitoringActivities:
                     existing = await asyncio.to_thread(lambda: execute(
                         self.clients.discovery("monitoring").projects().alertPolicies().create(
                             name=f"projects/{p.project}", body=body)))
+                    m.sent()
                 except HttpError as err:
                     # 404: the metric does not exist (A5); 400: the aligner does not fit it
                     # (A4). Both are non-retryable; the message names the metric.
@@ -163,6 +164,7 @@ class MonitoringActivities:
             try:
                 await asyncio.to_thread(lambda: execute(
                     api("monitoring").projects().alertPolicies().delete(name=name)))
+                m.sent()
             except HttpError as err:
                 if err.status_code != 404:
                     raise

@@ -63,6 +63,16 @@ class Mutation:
                 + (f" (operation {self.checkpoint.operation})" if self.checkpoint
                    and self.checkpoint.operation else ""),
                 dump, type=errors.CANCELLED, non_retryable=True) from exc
+        if isinstance(exc, Exception) and self._refused_before_sent(exc):
+            # The API refused the change itself: nothing was applied, so the failure must
+            # not carry a checkpoint (the run would report, and try to undo, a change that
+            # never happened). The next attempt starts from a clean slate.
+            activity.heartbeat()
+            mapped = errors.without_checkpoint(errors.to_application_error(
+                exc, action=self.action, resource=self.resource))
+            if mapped is exc:
+                return False
+            raise mapped from (exc.__cause__ if isinstance(exc, ApplicationError) else exc)
         if isinstance(exc, Exception):
             mapped = errors.to_application_error(
                 exc, action=self.action, resource=self.resource, checkpoint=dump)
@@ -74,10 +84,21 @@ class Mutation:
             raise mapped from exc
         return False
 
+    def _refused_before_sent(self, exc: Exception) -> bool:
+        cp = self.checkpoint
+        if cp is None or cp.sent or cp.operation or cp.failed_operations:
+            return False
+        return 400 <= (errors.http_status_of(exc) or 0) < 500
+
     # -- checkpoint ---------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any] | None:
-        return self.checkpoint.model_dump(mode="json") if self.checkpoint else None
+        if self.checkpoint is None:
+            return None
+        # The later fields only when set: a plain checkpoint keeps its original shape.
+        unset = {k for k in ("failed", "failed_operations", "sent")
+                 if not getattr(self.checkpoint, k)}
+        return self.checkpoint.model_dump(mode="json", exclude=unset)
 
     def heartbeat(self) -> None:
         dump = self.dump()
@@ -98,9 +119,40 @@ class Mutation:
             self.checkpoint = self.checkpoint.model_copy(update={"operation": None})
         self.heartbeat()
 
+    def failing(self, verdict: str) -> None:
+        """Record, before a self-restore is issued, that the change failed and why."""
+        assert self.checkpoint is not None, "begin() must precede the mutation"
+        self.checkpoint = self.checkpoint.model_copy(update={"failed": verdict, "operation": None})
+        self.heartbeat()
+
+    @property
+    def failed_verdict(self) -> str | None:
+        """The verdict an earlier attempt reached (see ``failing``), if any."""
+        return self.checkpoint.failed if self.checkpoint else None
+
+    def operation_failed(self, name: str) -> None:
+        """Record that ``name`` ended in error, before the error leaves: the next attempt
+        then sends the change under a fresh request id (see ``request_id``)."""
+        if self.checkpoint is None or name in self.checkpoint.failed_operations:
+            return
+        self.checkpoint = self.checkpoint.model_copy(update={
+            "failed_operations": [*self.checkpoint.failed_operations, name]})
+        self.heartbeat()
+
+    def request_id(self, *parts: Any) -> str:
+        """The change's request id: stable across retries that re-send it after a crash
+        (the API deduplicates), fresh after an operation of it failed (else the API hands
+        back the failed operation again and the change can never succeed)."""
+        failed = self.checkpoint.failed_operations if self.checkpoint else []
+        return request_id(self.resource, *parts, *(["after-failed", *failed] if failed else []))
+
+    def sent(self) -> None:
+        """A synchronous mutation call returned: the change is made."""
+        self.operation_started(None)
+
     def operation_started(self, name: str | None) -> None:
         assert self.checkpoint is not None, "begin() must precede the mutation"
-        self.checkpoint = self.checkpoint.model_copy(update={"operation": name})
+        self.checkpoint = self.checkpoint.model_copy(update={"operation": name, "sent": True})
         self.heartbeat()
 
     @property

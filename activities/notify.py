@@ -1,27 +1,31 @@
 """Notifications: a structured log line, or a JSON webhook.
 
 A channel that fails is reported in ``NotifyOutcome.failed`` and never raised: a dead
-webhook must not block a rollback or an escalation that is already under way.
+webhook must not block a rollback or an escalation that is already under way. That
+includes a destination the worker must not send to (``runbook.urls``: not https,
+link-local, a metadata server, or a name resolving to one): it is recorded as failed
+with the reason, and nothing is sent there.
+
+Requests go through ``notify_channel.post_json`` (one attempt, httpx's transport): the
+httpx client would log the full webhook URL, and its path often holds a token.
 """
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
-import httpx
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from activities.notify_channel import post_json
 from runbook import activity_names
 from runbook.activity_io import NotifyOutcome, NotifyParams
-
-WEBHOOK_TIMEOUT_S = 10.0
+from runbook.urls import url_host
 
 
 def _label(url: str) -> str:
     # Webhook URLs often embed a token in the path: name the channel by scheme and host.
-    parts = urlsplit(url)
-    return f"webhook:{parts.scheme}://{parts.netloc}"
+    return f"webhook:{url_host(url)}"
 
 
 class NotifyActivities:
@@ -42,12 +46,10 @@ class NotifyActivities:
                 continue
             label = _label(channel.url)
             try:
-                async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S) as client:
-                    resp = await client.post(channel.url, json=message)
-                if resp.is_success:
-                    delivered.append(label)
-                else:
-                    failed.append(f"{label}: HTTP {resp.status_code}")
-            except httpx.HTTPError as err:
-                failed.append(f"{label}: {type(err).__name__}: {err}")
+                await post_json(label, channel.url, message, channel.url)
+            except ApplicationError as err:  # refused destination, HTTP or transport error
+                activity.logger.warning("notification to %s failed: %s", label, err.message)
+                failed.append(err.message)
+                continue
+            delivered.append(label)
         return NotifyOutcome(delivered=delivered, failed=failed)

@@ -4,7 +4,9 @@ Unlike the legacy ``notify`` activity, a failure is raised, classified once, so 
 workflow's RetryPolicy retries what may pass later and records the rest:
 
 - ``ChannelNotConfigured`` (non-retryable): the name is not in the worker's channels.
-- ``ChannelRejected`` (non-retryable): HTTP 4xx other than 408/429, or a redirect.
+- ``ChannelRejected`` (non-retryable): HTTP 4xx other than 408/429, a redirect, or a
+  destination the worker must not send to (not https, link-local, metadata server, a
+  name resolving to one: ``runbook.urls``), refused before anything is sent.
 - ``ChannelUnavailable`` (retryable): 408, 429, 5xx, timeouts, connection errors;
   ``Retry-After`` becomes the next retry delay.
 - ``ChannelSecretUnavailable``: the credential's Secret Manager version could not be
@@ -44,6 +46,7 @@ from activities.notify_formats import (PAGERDUTY_ACTION, PAGERDUTY_SKIPPED, dedu
                                        slack_message, webhook_message)
 from runbook import activity_names
 from runbook.notifications import ChannelDelivery, ChannelNotice
+from runbook.urls import resolved_url_problem, url_host
 
 NOT_CONFIGURED = "ChannelNotConfigured"
 REJECTED = "ChannelRejected"
@@ -112,8 +115,25 @@ def classify_response(label: str, response: httpx.Response, secret: str,
     raise ApplicationError(message, type=REJECTED, non_retryable=True)
 
 
+async def check_destination(label: str, url: str, secret: str) -> None:
+    """Resolve the URL's host and refuse a destination the worker must never send to
+    (``runbook.urls``): ``ChannelRejected``, non-retryable, before anything is sent."""
+    try:
+        problem = await resolved_url_problem(url)
+    except OSError as err:  # DNS may answer later: like a connection failure
+        detail = scrub(str(err).replace(url, label), secret)
+        raise ApplicationError(f"{label}: cannot resolve the destination host: "
+                               f"{type(err).__name__}: {detail[:_EXCERPT]}",
+                               type=UNAVAILABLE, non_retryable=False) from None
+    if problem:
+        raise ApplicationError(f"{label}: destination refused, nothing was sent: {problem}",
+                               type=REJECTED, non_retryable=True)
+
+
 async def post_json(label: str, url: str, payload: dict, secret: str) -> httpx.Response:
-    """POST ``payload`` once; transport failures become ``ChannelUnavailable``."""
+    """POST ``payload`` once to a checked destination; transport failures become
+    ``ChannelUnavailable``."""
+    await check_destination(label, url, secret)
     try:
         request = httpx.Request("POST", url, json=payload,
                                 headers={"User-Agent": "gcp-remediation-runbooks"},
@@ -175,18 +195,21 @@ class ChannelNotifyActivities:
                                    detail=PAGERDUTY_SKIPPED)
         secret = await self._credential(label, channel)
         if channel.kind == "slack":
-            response = await post_json(label, secret, slack_message(notice, datetime.now(
+            url = secret
+            response = await post_json(label, url, slack_message(notice, datetime.now(
                 timezone.utc)), secret)
             detail = f"HTTP {response.status_code}"
         elif channel.kind == "webhook":
-            response = await post_json(label, secret, webhook_message(notice), secret)
+            url = secret
+            response = await post_json(label, url, webhook_message(notice), secret)
             detail = f"HTTP {response.status_code}"
         else:
-            event = pagerduty_event(notice, secret)
-            await post_json(label, channel.events_url, event, secret)
+            url = channel.events_url
+            await post_json(label, url, pagerduty_event(notice, secret), secret)
             detail = f"dedup_key={dedup_key(notice)}"
-        activity.logger.info("notification %s to %s via %s: %s", notice.level, notice.recipient,
-                             label, detail)
+        # The host only: the rest of a webhook URL may be its token.
+        activity.logger.info("notification %s to %s via %s (%s): %s", notice.level,
+                             notice.recipient, label, url_host(url), detail)
         return ChannelDelivery(channel=notice.channel, kind=channel.kind, detail=detail)
 
     async def _credential(self, label: str, channel: ChannelBase) -> str:

@@ -13,7 +13,9 @@ File (``REMEDIATION_NOTIFY_CHANNELS_FILE``)::
       "db-pager": {"kind": "pagerduty", "routing_key_secret": "projects/P/secrets/K/versions/3"},
       "audit":    {"kind": "webhook", "url": "https://audit.example.com/hook"}}}
 
-Without the variable only the built-in ``log`` channel exists.
+Without the variable only the built-in ``log`` channel exists. Unknown keys are refused at
+every level; URLs must be https (http only to a loopback host, for local rehearsal) and
+never link-local or a metadata server (``runbook.urls``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
                       model_validator)
 
 from runbook.notifications import CHANNEL_NAME, LOG_CHANNEL
+from runbook.urls import endpoint_url_problem
 
 ENV_NOTIFY_CHANNELS_FILE = "REMEDIATION_NOTIFY_CHANNELS_FILE"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -44,9 +47,9 @@ class NotifyChannelsError(ValueError):
 
 
 def _url_problem(value: str) -> str | None:
-    if not value.startswith(("https://", "http://")):
-        return "must start with https:// (or http:// for a local receiver)"
-    return None
+    # The same rule as every other destination the worker sends to (runbook/urls.py);
+    # a secret URL read at send time is checked again, then resolved, before each send.
+    return endpoint_url_problem(value)
 
 
 class ChannelBase(BaseModel):

@@ -77,6 +77,7 @@ class Operations:
             lambda o: o.done, interval_s=self.interval_s, heartbeat=m.heartbeat,
             what=f"operation {name}")
         if op.HasField("error"):
+            m.operation_failed(name)
             raise errors.lro_error(op.error.code, op.error.message, action=m.action,
                                    resource=m.resource, checkpoint=m.dump())
 
@@ -88,6 +89,7 @@ class Operations:
         op = await poll(fetch, lambda o: bool(o.get("done")), interval_s=self.interval_s,
                         heartbeat=m.heartbeat, what=f"operation {name}")
         if op.get("error"):
+            m.operation_failed(name)
             err = op["error"]
             raise errors.lro_error(int(err.get("code", 2)), str(err.get("message", "")),
                                    action=m.action, resource=m.resource, checkpoint=m.dump())
@@ -112,8 +114,9 @@ class Operations:
         # SQL and compute operations end as status DONE, with ``error`` when they failed.
         op = await poll(fetch, lambda o: o.get("status") == "DONE", interval_s=self.interval_s,
                         heartbeat=m.heartbeat, what=f"operation {name}")
-        err = errors.discovery_operation_error(op, action=m.action, resource=m.resource,
+        if not (op.get("error") or {}).get("errors"):
+            return op
+        m.operation_failed(name)
+        raise errors.discovery_operation_error(op, action=m.action, resource=m.resource,
                                                checkpoint=m.dump())
-        if err is not None:
-            raise err
         return op

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import websockets
+import websockets.asyncio.client
 from temporalio import activity
 
 from activities import errors
@@ -27,6 +28,7 @@ from runbook.activity_io import (
     StepOutcome,
     WebSocketProbeParams,
 )
+from runbook.urls import resolved_url_problem, url_host
 
 # A probe waits this much longer than its latency limit, so a slow answer is measured and
 # reported as too slow rather than as a bare timeout.
@@ -36,6 +38,14 @@ GRACE_S = 5.0
 # The simulator runs its clock faster than real time and sleeps latency/speed, so it also
 # reports the latency the application *would* have had; a probe against it judges that.
 SIM_LATENCY_HEADER = "X-Sim-Latency-Ms"
+
+
+class _ConnectWithoutRedirects(websockets.asyncio.client.connect):
+    """``websockets.connect`` follows up to 10 redirects to any host, where the probe
+    would then send its token: a redirect is reported as the handshake's HTTP status."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
 
 
 def _ms(start: float) -> int:
@@ -64,9 +74,28 @@ class ProbeActivities:
             raise errors.app_error(str(err), errors.INVALID_ARGUMENT) from None
         return base + (path if path.startswith("/") else "/" + path)
 
+    async def _checked_url(self, base_url: str | None, path: str) -> str:
+        """The probe URL, once its host is resolved and allowed (``runbook.urls``): a
+        request's ``app_url`` must not aim the worker at a metadata server or the like."""
+        url = self._url(base_url, path)
+        if base_url is None:
+            # The worker's own configuration (REMEDIATION_APP_URL, or the simulator, which
+            # compose reaches as http://gcpsim:8090): trusted like REMEDIATION_GCP_ENDPOINT.
+            return url
+        try:
+            problem = await resolved_url_problem(url)
+        except OSError as err:  # DNS may answer later: like a connection failure
+            raise errors.app_error(f"probe {url_host(url)}: cannot resolve the host: "
+                                   f"{type(err).__name__}: {err}", errors.TRANSPORT,
+                                   non_retryable=False) from None
+        if problem:
+            raise errors.app_error(f"probe {url_host(url)}: destination refused, nothing "
+                                   f"was sent: {problem}", errors.INVALID_ARGUMENT)
+        return url
+
     @activity.defn(name=activity_names.PROBE_HEALTH)
     async def probe_health(self, p: ProbeParams) -> StepOutcome:
-        url = self._url(p.base_url, p.path)
+        url = await self._checked_url(p.base_url, p.path)
         async with httpx.AsyncClient(timeout=p.max_latency_ms / 1000 + GRACE_S) as client:
             start = time.monotonic()
             try:
@@ -91,14 +120,14 @@ class ProbeActivities:
 
     @activity.defn(name=activity_names.PROBE_WEBSOCKET)
     async def probe_websocket(self, p: WebSocketProbeParams) -> StepOutcome:
-        http_url = self._url(p.base_url, p.path)
+        http_url = await self._checked_url(p.base_url, p.path)
         url = "ws" + http_url[len("http"):]  # http -> ws, https -> wss
         limit_s = p.max_latency_ms / 1000
         start = time.monotonic()
         try:
             async with asyncio.timeout(limit_s + GRACE_S):
-                async with websockets.connect(url, open_timeout=limit_s + GRACE_S,
-                                              close_timeout=2) as ws:
+                async with _ConnectWithoutRedirects(url, open_timeout=limit_s + GRACE_S,
+                                                    close_timeout=2) as ws:
                     # The token is worker configuration; it is never logged or returned.
                     await ws.send(json.dumps({"type": "auth", "token": self.settings.probe_token}))
                     reply = await ws.recv()
@@ -134,7 +163,7 @@ class ProbeActivities:
 
     @activity.defn(name=activity_names.SAMPLE_ERROR_RATE)
     async def sample_error_rate(self, p: SampleErrorRateParams) -> StepOutcome:
-        url = self._url(p.base_url, p.path)
+        url = await self._checked_url(p.base_url, p.path)
         errors_503 = errors_other = max_latency = 0
         async with httpx.AsyncClient(timeout=10.0) as client:
             for _ in range(p.requests):

@@ -16,7 +16,7 @@ from temporalio import activity
 
 from activities import errors
 from activities.clients import GcpClients, execute, int_or_none, list_all
-from activities.cloud_run import read_service, rollout, service_name
+from activities.run_service import read_service, rollout, service_name
 from activities.mutation import guarded, read_outcome
 from activities.vpc_access import connector_name, read_connector
 from runbook import activity_names

@@ -23,6 +23,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from cli.client import (
+    QUERY_FAILED_HINT,
     WORKER_HINT,
     CliError,
     Settings,
@@ -147,11 +148,12 @@ async def get_status(settings: Settings, wid: str, client: Client | None = None)
             view.failure = str(err)
     # Queries are answered by a worker (closed runs by replay). Without one a query only
     # times out, so check first: a closed run still has its report, a running one does not.
+    worker_up: bool | None
     try:
         worker_up = bool(await live_pollers(client, settings.namespace, settings.task_queue))
     except RPCError:
-        worker_up = True  # cannot tell: let the query decide
-    if not worker_up:
+        worker_up = None  # cannot tell: let the query decide
+    if worker_up is False:
         if not view.running:
             return view
         attrs = desc.typed_search_attributes
@@ -163,8 +165,11 @@ async def get_status(settings: Settings, wid: str, client: Client | None = None)
                                          rpc_timeout=timedelta(seconds=10))
     except (WorkflowQueryFailedError, RPCError) as err:
         if view.running and view.report is None:
+            if isinstance(err, WorkflowQueryFailedError):  # the workflow's query handler raised
+                raise CliError(f"run {wid}'s status query failed in the workflow: {_cause(err)}",
+                               QUERY_FAILED_HINT) from err
             raise CliError(f"run {wid} did not answer the status query ({_cause(err)})",
-                           WORKER_HINT) from err
+                           QUERY_FAILED_HINT if worker_up else WORKER_HINT) from err
         # Closed and no worker to replay it: the report (or failure) is what we show.
     return view
 

@@ -23,6 +23,9 @@ from workflows.search_attributes import ALL as SEARCH_ATTRIBUTE_KEYS
 START_HINT = "start it with `./dev up` or set TEMPORAL_ADDRESS (or --address)"
 WORKER_HINT = ("start the worker: `./dev up` runs the whole stack, or run "
                "`python worker.py` with TEMPORAL_ADDRESS pointing at this server")
+# A worker is polling but the query still failed: starting another worker would not help.
+QUERY_FAILED_HINT = ("a worker is polling, so the query reached it: look at the worker's log for the "
+                     "error; `runbook audit ID` reads the run's history without a query")
 
 
 class CliError(Exception):

@@ -329,12 +329,20 @@ def rollback(ctx: typer.Context,
                        f"{req.source_workflow_id}` again (undos restore the recorded state: safe to repeat)")
 
 
+MAX_LIST_LIMIT = 1000
+
+
 @app.command("list")
 @_runs
 def list_(ctx: typer.Context, incident: Optional[str] = typer.Option(None, help="only this incident"),
           state: Optional[str] = typer.Option(None, help="only this state, e.g. AWAITING_APPROVAL"),
-          limit: int = typer.Option(50), as_json: bool = typer.Option(False, "--json")) -> None:
+          limit: int = typer.Option(50, help=f"how many runs to show (1-{MAX_LIST_LIMIT})"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
     """List runs (newest first) using the RemediationIncident/State/Phase search attributes."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        # The server reads 0 or a negative limit as "no limit": refuse rather than list everything.
+        raise CliError(f"--limit {limit} is out of range: give 1 to {MAX_LIST_LIMIT}",
+                       "e.g. runbook list --limit 20", exit_code=2)
     rows = asyncio.run(actions.list_runs(ctx.obj, incident, state, limit))
     if as_json:
         print(json.dumps(rows, default=str, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from . import faults, health_model, operations, world
+from .clock import MAX_ADVANCE_SECONDS
 from .errors import invalid
 from .http_util import get_sim, read_json
 
@@ -25,7 +26,7 @@ async def reset(request: Request):
     """Restore a built-in world (no body: ``serverless``; ``{"world": "instance-group"}``),
     or seed the world given in the body (state shape, recognised by ``projects``)."""
     sim = get_sim(request)
-    body = await read_json(request)
+    body = await read_json(request, allow_private=True)  # a dumped world carries its bookkeeping
     if "projects" in body:
         world.load(sim, body)
         return {"ok": True, "world": "custom"}
@@ -78,13 +79,20 @@ async def clock(request: Request):
 async def advance(request: Request):
     sim = get_sim(request)
     body = await read_json(request)
-    try:
-        seconds = float(body.get("seconds", 0))
-    except (TypeError, ValueError) as exc:
-        raise invalid("seconds must be a number.", "seconds") from exc
+    unknown = sorted(set(body) - {"seconds"})
+    if unknown:
+        raise invalid(f"{unknown[0]}: unknown field; send {{\"seconds\": N}}.", unknown[0])
+    seconds = body.get("seconds", 0)
+    # read_json already refused NaN and Infinity; strings and booleans are not numbers here.
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise invalid(f"seconds: {str(seconds)[:80]!r} is not a number.", "seconds")
     if seconds < 0:
-        raise invalid("seconds must be >= 0: simulated time never goes backwards.", "seconds")
-    sim.clock.advance(seconds)
+        raise invalid("seconds: must be >= 0: simulated time never goes backwards.", "seconds")
+    room = sim.clock.advance_room()
+    if seconds > room:
+        raise invalid(f"seconds: {seconds:g} would take the simulated clock past its bound "
+                      f"({MAX_ADVANCE_SECONDS:g} s of advances in total; {room:g} s left).", "seconds")
+    sim.clock.advance(float(seconds))
     completed = operations.settle(sim)
     return sim.clock.snapshot() | {"operations_completed": completed}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import operations
+from . import body_schema, operations
 from .compute import (LINK, NAME_RE, PREFIX, apply_change, earlier_op, global_reads, key, link_key, render_op)
 from .context import Sim, numeric_id
 from .errors import GoogleError, already_exists, invalid, not_found
@@ -114,6 +114,7 @@ def _managed(body: dict[str, Any]) -> dict[str, Any]:
 async def insert_ssl_certificate(p: str, request: Request):
     sim = get_sim(request)
     body = await read_json(request)
+    body_schema.check_body("compute.v1", "SslCertificate", body)
     name = body.get("name", "")
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise invalid(f"Invalid value for field 'resource.name': '{name}'. Must be a match of regex "

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import faults, health_model, operations
+from . import body_schema, faults, health_model, operations
 from .context import ACTOR, Sim, digest, public
 from .errors import already_exists, failed_precondition, grpc_status, invalid, GoogleError
 from .http_util import flag, get_sim, paged, read_json
@@ -104,6 +104,7 @@ async def update_service(p: str, l: str, s: str, request: Request):
     body = await read_json(request)
     name = _service_name(sim, p, l, s)
     current = _get_service(sim, name)
+    body_schema.check_body("run.v2", "GoogleCloudRunV2Service", body)
     req = normalize(body)
     new = copy.deepcopy(current)
     for f in _fields_to_update(request, req):

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import faults, operations
+from . import body_schema, faults, operations
 from .context import ACTOR, Sim, digest, public
 from .errors import in_progress, invalid
 from .http_util import get_sim, read_json
@@ -121,6 +121,9 @@ async def patch_instance(p: str, i: str, request: Request):
     sim = get_sim(request)
     body = await read_json(request)
     inst = _get(sim, p, i)
+    # Unverified: that the Cloud SQL Admin API (a JSON-native API) reads a number sent for a
+    # string field such as a flag's value as its text; this simulator always has.
+    body_schema.check_body("sqladmin.v1", "DatabaseInstance", body, numbers_as_strings=True)
     busy = sim.store.op_get(inst["_sim"]["op"]) if inst["_sim"].get("op") else None
     fault = maintenance_fault(sim, inst)
     if fault or (busy and not busy["done"]):

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from fastapi import APIRouter, Request
 
-from . import operations
+from . import body_schema, operations
 from .context import ACTOR, Sim, digest, numeric_id, public
 from .errors import GoogleError, invalid
 from .http_util import get_sim, read_json
@@ -273,16 +273,22 @@ async def _patch(sim: Sim, request: Request, p: str, collection: str, name: str,
 
 @router.patch(PREFIX + "/healthChecks/{hc}")
 async def patch_health_check(p: str, hc: str, request: Request):
-    return await _patch(get_sim(request), request, p, "healthChecks", hc, "health check",
-                        lambda new, _body: validate_health_check(new))
+    def validate(new: dict[str, Any], body: dict[str, Any]) -> None:
+        body_schema.check_body("compute.v1", "HealthCheck", body)  # unknown fields, wrong types
+        validate_health_check(new)
+
+    return await _patch(get_sim(request), request, p, "healthChecks", hc, "health check", validate)
 
 
 # ---- backend services -----------------------------------------------------------
 @router.patch(PREFIX + "/backendServices/{bs}")
 async def patch_backend_service(p: str, bs: str, request: Request):
     sim = get_sim(request)
-    return await _patch(sim, request, p, "backendServices", bs, "backend service",
-                        lambda new, body: _validate_backend_service(sim, p, new, body))
+    def validate(new: dict[str, Any], body: dict[str, Any]) -> None:
+        body_schema.check_body("compute.v1", "BackendService", body)
+        _validate_backend_service(sim, p, new, body)
+
+    return await _patch(sim, request, p, "backendServices", bs, "backend service", validate)
 
 
 def apply_change(sim: Sim, request: Request, p: str, op_type: str, k: str, current: dict[str, Any] | None,

@@ -55,42 +55,66 @@ def api_of(path: str) -> str | None:
     return None
 
 
-def _int(spec: dict[str, Any], field: str, default: int) -> int:
+FIELDS = {"kind", "api", "method", "resource", "message", "status", "reason", "code", "count"}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MAX_COUNT = 1_000_000
+MAX_TEXT = 2000
+
+
+def _int(spec: dict[str, Any], field: str, default: int, lo: int, hi: int) -> int:
     value = spec.get(field, default)
-    if isinstance(value, bool) or not str(value).lstrip("-").isdigit():
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(f"{field} must be an integer", field)
-    return int(value)
+    if not lo <= value <= hi:
+        raise invalid(f"{field} must be between {lo} and {hi} (got {value})", field)
+    return value
+
+
+def _text(spec: dict[str, Any], field: str) -> str | None:
+    """An optional string field; every fault is matched and rendered from these as text."""
+    value = spec.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise invalid(f"{field} must be a string of at most {MAX_TEXT} characters", field)
+    return value
 
 
 def validate(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fault to store for an admin request, or 400 naming the first bad field: a fault
+    that cannot be matched or rendered must never reach the store (every call consults it)."""
+    unknown = sorted(set(spec) - FIELDS)
+    if unknown:
+        raise invalid(f"{unknown[0]}: unknown field; a fault has {sorted(FIELDS)}", unknown[0])
     kind = spec.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise invalid(f"fault kind must be one of {sorted(KINDS)}", "kind")
     api = spec.get("api")
     if api is not None and (not isinstance(api, str) or api not in APIS):
         raise invalid(f"fault api must be one of {sorted(APIS)}", "api")
+    method = _text(spec, "method")
+    if method is not None and method.upper() not in METHODS:
+        raise invalid(f"fault method must be one of {list(METHODS)}", "method")
     fault: dict[str, Any] = {
         "kind": kind,
         "api": api,
-        "method": (spec.get("method") or None) and str(spec["method"]).upper(),
-        "resource": spec.get("resource") or None,
-        "message": spec.get("message"),
+        "method": method and method.upper(),
+        "resource": _text(spec, "resource"),
+        "message": _text(spec, "message"),
         "fired": 0,
     }
     if kind == "http":
-        status = _int(spec, "status", 503)
+        status = _int(spec, "status", 503, 400, 599)
         if status == 401:
             raise invalid("status 401 is not allowed: anonymous credentials cannot refresh", "status")
-        if not 400 <= status <= 599:
-            raise invalid("status must be an HTTP error status (400-599)", "status")
         fault["status"] = status
-        fault["reason"] = spec.get("reason")
+        fault["reason"] = _text(spec, "reason")
     if kind == "operation_error":
-        fault["code"] = _int(spec, "code", 13)
+        fault["code"] = _int(spec, "code", 13, 1, 16)  # a google.rpc.Code other than OK
     if kind not in UNCOUNTED:
-        count = _int(spec, "count", 1)
-        if count < 1:
-            raise invalid("count must be >= 1", "count")
+        count = _int(spec, "count", 1, 1, MAX_COUNT)
         fault["count"] = count
         fault["remaining"] = count
     return fault

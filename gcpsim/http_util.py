@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
 from fastapi import Request
@@ -16,16 +17,59 @@ def get_sim(conn: HTTPConnection) -> Sim:
     return conn.app.state.sim
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+# Protobuf's default recursion limit: Google's JSON front end refuses deeper bodies.
+MAX_DEPTH = 100
+PRIVATE_KEY = "_sim"  # the simulator's bookkeeping inside stored records; no API has such a field
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ValueError(f"Unexpected token '{token}': JSON has no NaN or Infinity")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"Number out of range: {token[:40]}")
+    return value
+
+
+def _scan(body: Any, allow_private: bool) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and (unless allowed) any ``_sim`` key, without
+    recursion, so that no body can exhaust the stack of a later step."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise invalid(f"Invalid JSON payload received. Nesting deeper than {MAX_DEPTH} levels at '{path[:200]}'.")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else key
+                if key == PRIVATE_KEY and not allow_private:
+                    raise invalid(f'Invalid JSON payload received. Unknown name "{PRIVATE_KEY}"'
+                                  f"{f' at {path!r}' if path else ''}: Cannot find field.", where)
+                stack.append((item, where, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+async def read_json(request: Request, *, allow_private: bool = False) -> dict[str, Any]:
+    """The JSON object in the request body ({} when empty), or 400 INVALID_ARGUMENT for what
+    Google's JSON parser refuses: malformed JSON, NaN/Infinity, numbers out of range,
+    nesting beyond MAX_DEPTH, a non-object. A ``_sim`` key (the simulator's private
+    bookkeeping) is refused as an unknown field unless ``allow_private`` (admin seeding)."""
     raw = await request.body()
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise invalid(f"Invalid JSON payload received. {exc}") from exc
+        # Strict UTF-8: json.loads would let lone surrogates through from bytes.
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise invalid(f"Invalid JSON payload received. Nesting deeper than {MAX_DEPTH} levels.") from exc
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise invalid(f"Invalid JSON payload received. {str(exc)[:300]}") from exc
     if not isinstance(body, dict):
         raise invalid("Invalid JSON payload received. Expected an object.")
+    _scan(body, allow_private)
     return body
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import certificates
+from . import body_schema, certificates
 from .compute import LINK, PREFIX, apply_change, get_resource, global_reads, key, list_response, ref_key, render_op
 from .context import Sim, public
 from .errors import invalid
@@ -67,6 +67,7 @@ def _certificate_links(sim: Sim, p: str, body: dict[str, Any]) -> list[str]:
 async def _set_ssl_certificates(p: str, name: str, request: Request):
     sim = get_sim(request)
     body = await read_json(request)
+    body_schema.check_body("compute.v1", "TargetHttpsProxiesSetSslCertificatesRequest", body)
     k = key(sim, p, "targetHttpsProxies", name)
     current = get_resource(sim, k)
     new = copy.deepcopy(current)

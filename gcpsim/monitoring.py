@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import metric_catalog
+from . import body_schema, metric_catalog
 from .context import ACTOR, Sim, public
 from .errors import invalid
 from .http_util import get_sim, paged, read_json
@@ -105,7 +105,9 @@ def _finish(sim: Sim, policy: dict[str, Any], name: str, created: dict[str, Any]
 @router.post("/v3/projects/{p}/alertPolicies")
 async def create_policy(p: str, request: Request):
     sim = get_sim(request)
-    body = {k: v for k, v in (await read_json(request)).items() if k not in OUTPUT_ONLY}
+    raw = await read_json(request)
+    body_schema.check_body("monitoring.v3", "AlertPolicy", raw)
+    body = {k: v for k, v in raw.items() if k not in OUTPUT_ONLY}
     project = sim.project_id(p)
     validate_policy(sim, body, project)
     with sim.store.transaction():
@@ -173,6 +175,7 @@ async def patch_policy(p: str, a: str, request: Request):
     sim = get_sim(request)
     body = await read_json(request)
     current = _get(sim, p, a)
+    body_schema.check_body("monitoring.v3", "AlertPolicy", body)
     new = copy.deepcopy(current)
     mask = [camel(f.strip()) for f in request.query_params.get("updateMask", "").split(",") if f.strip()]
     for f in mask or [k for k in body if k not in OUTPUT_ONLY]:
@@ -220,6 +223,7 @@ async def get_channel(p: str, c: str, request: Request):
 async def create_descriptor(p: str, request: Request):
     sim = get_sim(request)
     body = await read_json(request)
+    body_schema.check_body("monitoring.v3", "MetricDescriptor", body)
     project = sim.project_id(p)
     metric_type = body.get("type")
     if not isinstance(metric_type, str) or not metric_type.startswith(metric_catalog.CUSTOM_PREFIXES):

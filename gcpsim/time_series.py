@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from . import health_model, metric_catalog
+from .clock import parse_rfc3339
 from .context import Sim
 from .errors import invalid
 from .http_util import get_sim, paged
@@ -59,12 +59,9 @@ def _timestamp(request: Request, param: str, required: bool) -> float | None:
             raise invalid(f"{param}: required.", param)
         return None
     try:
-        parsed = datetime.fromisoformat(raw)
+        return parse_rfc3339(raw)
     except ValueError as exc:
-        raise invalid(f"{param}: '{raw}' is not an RFC 3339 timestamp.", param) from exc
-    if parsed.tzinfo is None:
-        raise invalid(f"{param}: '{raw}' needs a time zone (e.g. 'Z').", param)
-    return parsed.timestamp()
+        raise invalid(f"{param}: '{raw[:80]}' is {exc}.", param) from exc
 
 
 def _kind_fields(metric_type: str) -> dict[str, str]:

@@ -7,12 +7,13 @@ operation completes (that is when the connector's configuration actually changes
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from . import operations
+from . import body_schema, operations
 from .context import Sim, public
 from .errors import already_exists, grpc_status, in_progress, invalid
 from .http_util import get_sim, paged, read_json
@@ -51,6 +52,18 @@ def validate_sizes(machine: Any, lo: Any, hi: Any) -> None:
         raise invalid(f"maxInstances: {hi} is out of range; it must be between 3 and 10.", "maxInstances")
     if lo >= hi:
         raise invalid(f"minInstances ({lo}) must be lower than maxInstances ({hi}).", "minInstances")
+
+
+def check_cidr(cidr: Any) -> None:
+    """A connector's range: an IPv4 network in CIDR notation, prefix /28, host bits zero
+    (GCP_FACTS: ``ipCidrRange (/28)``)."""
+    try:
+        network = ipaddress.IPv4Network(cidr, strict=True) if isinstance(cidr, str) else None
+    except ValueError:
+        network = None
+    if network is None or network.prefixlen != 28 or "/" not in cidr:
+        raise invalid(f"ipCidrRange: {str(cidr)[:60]!r} is not a valid /28 IPv4 range (e.g. '10.8.0.0/28').",
+                      "ipCidrRange")
 
 
 def with_throughput(conn: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +106,7 @@ async def list_connectors(p: str, l: str, request: Request):
 async def create_connector(p: str, l: str, request: Request):
     sim = get_sim(request)
     body = await read_json(request)
+    body_schema.check_body("vpcaccess.v1", "Connector", body)
     cid = request.query_params.get("connectorId", "")
     if not re.fullmatch(r"[a-z][-a-z0-9]{0,23}[a-z0-9]", cid):
         raise invalid("connectorId: must match ^[a-z][-a-z0-9]{0,23}[a-z0-9]$.", "connectorId")
@@ -108,11 +122,11 @@ async def create_connector(p: str, l: str, request: Request):
     if not isinstance(subnet, dict):
         raise invalid("subnet: must be an object {name, projectId}.", "subnet")
     cidr = body.get("ipCidrRange", "")
+    if cidr:
+        check_cidr(cidr)
     if subnet.get("name"):
         network = body.get("network", "")
     elif cidr and body.get("network"):
-        if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/28", cidr):
-            raise invalid(f"ipCidrRange: '{cidr}' must be an unused /28 range.", "ipCidrRange")
         network = body["network"]
     else:
         raise invalid("Either subnet.name, or network together with ipCidrRange, is required.", "subnet")
@@ -152,6 +166,7 @@ async def patch_connector(p: str, l: str, c: str, request: Request):
     body = await read_json(request)
     name = f"{_parent(sim, p, l)}/connectors/{c}"
     conn = _get(sim, name)
+    body_schema.check_body("vpcaccess.v1", "Connector", body)
     mask = [camel(f.strip()) for f in request.query_params.get("updateMask", "").split(",") if f.strip()]
     if not mask:
         mask = [f for f in UPDATABLE if f in body]  # empty mask: all modifiable fields given

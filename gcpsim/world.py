@@ -12,12 +12,13 @@ fills it in.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
 from google.cloud import run_v2
 
-from . import certificates, world_lb
+from . import certificates, health_model, world_check, world_lb
 from .cloud_run import service_uri, set_service_status
 from .context import Sim, digest, numeric_id, public
 from .errors import invalid
@@ -234,28 +235,32 @@ def _complete(sim: Sim, api: str, name: str, rec: dict[str, Any]) -> dict[str, A
 
 
 def load(sim: Sim, world: dict[str, Any]) -> None:
-    if not isinstance(world.get("projects"), list) or not world["projects"]:
-        raise invalid("world: 'projects' must list at least one {projectId, projectNumber}.", "projects")
-    with sim.store.transaction():
-        sim.store.wipe_world()
-        sim.store.meta_set("world:projects", world["projects"])
-        sim.store.meta_set("world:app", world.get("app", {}))
-        dns = world.get("dns", {})
-        if not isinstance(dns, dict) or not all(isinstance(v, str) for v in dns.values()):
-            raise invalid("world: 'dns' must map host names to IPv4 addresses.", "dns")
-        sim.store.meta_set("world:dns", dns)
-        for api in APIS:
-            for name, rec in (world.get(api) or {}).items():
-                sim.store.put(api, name, _complete(sim, api, name, rec))
-        # Revision counters must cover the revisions that exist.
-        for svc in sim.store.list("run", "services"):
-            revs = sim.store.list("run", "revisions", svc["name"] + "/revisions/")
-            top = max((r["_sim"]["number"] for r in revs), default=0)
-            if svc["_sim"]["revision_counter"] < top:
-                svc["_sim"]["revision_counter"] = top
-                sim.store.put("run", svc["name"], svc)
-        # Managed certificates already attached in this world may start provisioning.
-        certificates.reconcile(sim)
+    """Replace the stored world with ``world``, or refuse it (400) and keep the stored one."""
+    world_check.check_shape(world, APIS)
+    with sim.store.transaction():  # a refusal raised inside rolls every change back
+        world_check.refuse_unless_servable(lambda: _replace(sim, world))
+
+
+def _replace(sim: Sim, world: dict[str, Any]) -> None:
+    sim.store.wipe_world()
+    sim.store.meta_set("world:projects", world["projects"])
+    sim.store.meta_set("world:app", world.get("app", {}))
+    sim.store.meta_set("world:dns", world.get("dns", {}))
+    for api in APIS:
+        for name, rec in (world.get(api) or {}).items():
+            sim.store.put(api, name, _complete(sim, api, name, rec))
+    # Revision counters must cover the revisions that exist.
+    for svc in sim.store.list("run", "services"):
+        revs = sim.store.list("run", "revisions", svc["name"] + "/revisions/")
+        top = max((r["_sim"]["number"] for r in revs), default=0)
+        if svc["_sim"]["revision_counter"] < top:
+            svc["_sim"]["revision_counter"] = top
+            sim.store.put("run", svc["name"], svc)
+    # Managed certificates already attached in this world may start provisioning.
+    certificates.reconcile(sim)
+    # What every request computes must work on the new world.
+    health_model.compute(sim)
+    json.dumps(dump(sim), allow_nan=False)
 
 
 def dump(sim: Sim) -> dict[str, Any]:

@@ -56,6 +56,18 @@ class MutationCheckpoint(BaseModel):
     resource: str
     before: dict[str, Any]
     operation: str | None = None
+    # The verdict the attempt reached before its last effect: the change failed with this
+    # message and what follows (a self-restore of ``before``) only puts the world back. A
+    # resumed attempt finishes that restore and fails with the same verdict; it never
+    # re-issues the change.
+    failed: str | None = None
+    # Operations of this change that ended in error. A retry must send a fresh request id
+    # (compute's ``requestId`` hands back the same, failed, operation for a repeated id),
+    # so the id a retry uses depends on how many failed before it.
+    failed_operations: list[str] = Field(default_factory=list)
+    # The change was sent and accepted (an operation started, or a synchronous call
+    # returned). Until then a refusal (HTTP 4xx) means nothing changed.
+    sent: bool = False
 
 
 # The saga schedules a step's compensation under this activity id; the audit and

@@ -47,3 +47,15 @@ DESCRIBE_RUNS = "describe_runs"
 
 # Rollback of a terminated run's changes, read from its history
 READ_CHANGES_IN_FORCE = "read_changes_in_force"
+
+# Activities that change nothing. Their heartbeats only say "this worker is alive" (they
+# carry no checkpoint), so the worker sends them in the background (activities/liveness.py)
+# and a dead worker's read is retried after its short heartbeat timeout, not its whole
+# start-to-close timeout.
+READ_ONLY = frozenset({
+    DIAGNOSE, NOTIFY, NOTIFY_CHANNEL, VERIFY_INFRASTRUCTURE, CHECK_REDIS, CHECK_SECRETS,
+    PROBE_HEALTH, PROBE_WEBSOCKET, SAMPLE_ERROR_RATE, ACQUIRE_LEASE, DESCRIBE_RUNS,
+    READ_CHANGES_IN_FORCE,
+})
+# The heartbeat timeout the workflow gives them: a crashed worker costs this long.
+READ_HEARTBEAT_S = 10

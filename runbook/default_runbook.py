@@ -270,7 +270,7 @@ def _phase_4(req: RemediationRequest) -> list[StepSpec]:
     ]
     steps = [
         StepSpec(id=sid, activity=act.PROBE_HEALTH, kind="probe", parallel_group="probes",
-                 summary=summary, retry=_PROBE_RETRY, start_to_close_s=60, heartbeat_s=None,
+                 summary=summary, retry=_PROBE_RETRY, start_to_close_s=60, heartbeat_s=act.READ_HEARTBEAT_S,
                  params=ProbeParams(base_url=url, path=path, max_latency_ms=ms).model_dump())
         for sid, summary, path, ms in probes
     ]
@@ -279,17 +279,17 @@ def _phase_4(req: RemediationRequest) -> list[StepSpec]:
             id="probe-redis-health", activity=act.PROBE_HEALTH, kind="probe",
             parallel_group="probes", since_patch=GCP_FIDELITY_PATCH,
             summary="Redis health answers within 2 s", retry=_PROBE_RETRY, start_to_close_s=60,
-            heartbeat_s=None,
+            heartbeat_s=act.READ_HEARTBEAT_S,
             params=ProbeParams(base_url=url, path="/health/redis", max_latency_ms=2000).model_dump()))
     steps.append(StepSpec(
         id="probe-websocket", activity=act.PROBE_WEBSOCKET, kind="probe", parallel_group="probes",
         summary="WebSocket connects and authenticates", retry=_PROBE_RETRY,
-        start_to_close_s=60, heartbeat_s=None,
+        start_to_close_s=60, heartbeat_s=act.READ_HEARTBEAT_S,
         params=WebSocketProbeParams(base_url=url).model_dump(),
     ))
     steps.append(StepSpec(
         id="soak", activity=act.SAMPLE_ERROR_RATE, kind="soak", retry=_PROBE_RETRY,
-        start_to_close_s=120, heartbeat_s=None,
+        start_to_close_s=120, heartbeat_s=act.READ_HEARTBEAT_S,
         summary=f"Soak: zero 503 for {s.window_s // 60} min continuous, error rate < {s.max_error_rate:.0%}",
         params=SampleErrorRateParams(base_url=url, requests=s.requests_per_sample).model_dump(),
     ))
@@ -307,6 +307,9 @@ def build_runbook(req: RemediationRequest) -> Runbook:
             summary=f"Delete old revisions of {t.backend_service} (irreversible)",
             params=DeleteOldRevisionsParams(project=t.project, region=t.region,
                                             service=t.backend_service).model_dump(),
+            # Bounded: three attempts of 10 minutes. A delete operation that never
+            # finishes ends the cleanup as failed (the remediation stays), not hours later.
+            start_to_close_s=600, retry=RetrySpec(maximum_attempts=3),
         ),
     )
     return Runbook(

@@ -31,7 +31,10 @@ class NotificationRouting(BaseModel):
     # Channels for a recipient that has no route of its own.
     default: list[str] = Field(default_factory=lambda: [LOG_CHANNEL])
     # The form before safety-1 (a list of {"kind": "log"|"webhook", "url": ...}), kept so
-    # runs started with it replay and notify as they did; a new run refuses it.
+    # runs started with it replay and notify as they did; a new run refuses it. Its URLs
+    # are deliberately not re-validated here (a stricter rule would change how those runs
+    # replay): the legacy ``notify`` activity checks each one, resolved, before sending
+    # (runbook/urls.py) and records a refused destination as failed.
     legacy_channels: list[NotificationChannel] = Field(default_factory=list)
 
     @field_validator("default")

@@ -46,3 +46,6 @@ def report_from_details(details: Any) -> RemediationReport | None:
 # The workflow patch that introduced this rule, target leases and per-channel
 # notifications (workflows/remediation.py calls workflow.patched with it at run start).
 SAFETY_PATCH = "safety-1"
+# Issue 10: a rollback step that runs long is logged and escalated, and cleanup yields to
+# an abort (both add timers, so runs recorded before it replay without them).
+FAULTS_PATCH = "faults-1"

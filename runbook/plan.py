@@ -183,10 +183,22 @@ def _preflight(req: RemediationRequest, diag: Diagnosis) -> tuple[list[Preflight
                                          reason=f"instance {sql.name} is {sql.state}"))
     if sql.state == "MAINTENANCE":
         warnings.append(f"Cloud SQL {sql.name} is in MAINTENANCE; its patch will wait and retry")
-    for svc_name in (req.targets.backend_service,):
+    # Diagnoses recorded before the topology was read did not read the auth service.
+    checked = ("backend_service", "auth_service") if diag.topology_read else ("backend_service",)
+    for field in checked:
+        svc_name = getattr(req.targets, field)
         if _service(diag, svc_name) is None:
-            problems.append(PreflightProblem(field="targets.backend_service",
+            problems.append(PreflightProblem(field=f"targets.{field}",
                                              reason=f"Cloud Run service {svc_name} not found"))
+    # The diagnosis leaves out what it did not find: a health check named in the request
+    # but absent would fail its phase after phase 1's irreversible connector change.
+    found_checks = {h.name for h in diag.health_checks}
+    missing_checks = [h for h in req.targets.health_checks if h not in found_checks]
+    if missing_checks:
+        problems.append(PreflightProblem(
+            field="targets.health_checks",
+            reason=f"health check(s) not found in project {req.targets.project}: "
+                   f"{', '.join(missing_checks)}"))
     cert = diag.certificate
     if cert.exists and sorted(cert.domains) != sorted(req.targets.certificate_domains):
         problems.append(PreflightProblem(

@@ -8,81 +8,108 @@ checked by the plan's preflight instead.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from runbook.activity_io import StartupProbe
+from runbook.cloud_run_limits import (  # noqa: F401 - re-exported for existing importers
+    CLOUD_RUN_CPUS,
+    CLOUD_RUN_MEMORY_MAX_MIB,
+    STARTUP_INITIAL_DELAY_MAX_S,
+    STARTUP_THRESHOLD_WINDOW_MAX_S,
+    STARTUP_WINDOW_MAX_S,
+    EnvVars,
+    cloud_run_memory_problem,
+    memory_mib,
+)
+from runbook.cloud_sql_limits import cloud_sql_tier_problem
+from runbook.credentials import looks_like_credential
+from runbook.field_problems import (  # noqa: F401 - re-exported: the request's error API
+    FieldProblem,
+    FieldValueError,
+    StrictInput,
+    describe_problems,
+    model_problems,
+)
+from runbook.approval_policy import (  # noqa: F401 - re-exported for existing importers
+    DAY_S,
+    GATE_IDS,
+    MAX_LIST,
+    ApprovalPolicy,
+    GatePolicy,
+    Seconds,
+    identity,
+    identity_problem,
+)
 from runbook.leases import LeasePolicy
 from runbook.notifications import NotificationRouting
-from runbook.credentials import looks_like_credential
+from runbook import resource_names as names
+from runbook.resource_names import (
+    ComputeName,
+    ConnectorName,
+    HttpPath,
+    ManagedDomain,
+    ProjectId,
+    RedisInstanceId,
+    Region,
+    RunServiceName,
+    SecretId,
+    SqlInstanceId,
+)
+
+# Re-exported: callers import the request's error API and gate ids from here.
+__all__ = ["GATE_IDS", "FieldProblem", "GatePolicy", "RemediationRequest", "Targets",
+           "describe_problems", "model_problems", "request_problems"]
 
 CONNECTOR_MACHINE_TYPES = ("e2-micro", "f1-micro", "e2-standard-4")
-CLOUD_RUN_CPUS = ("1", "2", "4", "8")
-_SHARED_CORE_TIERS = ("db-f1-micro", "db-g1-small")
-_CUSTOM_TIER = re.compile(r"^db-custom-(\d+)-(\d+)$")
-_PERF_TIER = re.compile(r"^db-perf-optimized-N-(2|4|8|16|32|48|64|80|96|128)$")
-_MEMORY = re.compile(r"^(\d+)(Mi|Gi)$")
+MAX_SOAK_WINDOW_S = DAY_S
+# A soak window is sampled at most this many times: each sample is history events.
+MAX_SOAK_SAMPLES = 1440
 
 
-def cloud_sql_tier_problem(tier: str) -> str | None:
-    """Why ``tier`` is not a real Cloud SQL tier name, or None when it is."""
-    if tier in _SHARED_CORE_TIERS or _PERF_TIER.match(tier):
-        return None
-    m = _CUSTOM_TIER.match(tier)
-    if not m:
-        return (
-            f"{tier!r} is not a Cloud SQL tier; use db-f1-micro, db-g1-small, "
-            "db-custom-<vCPU>-<MiB> (e.g. db-custom-2-7680) or db-perf-optimized-N-<vCPU>"
-        )
-    vcpu, mib = int(m.group(1)), int(m.group(2))
-    if not (vcpu == 1 or (vcpu % 2 == 0 and 2 <= vcpu <= 96)):
-        return f"{tier!r}: vCPU must be 1 or an even number up to 96"
-    if mib % 256 or mib < 3840 or not (0.9 * 1024 * vcpu <= mib <= 6.5 * 1024 * vcpu):
-        return f"{tier!r}: memory must be a multiple of 256 MiB, >= 3840, and 0.9-6.5 GiB per vCPU"
-    return None
+_Strict = StrictInput
 
 
-def memory_mib(memory: str) -> int:
-    m = _MEMORY.match(memory)
-    if not m:
-        raise ValueError(f"{memory!r} is not a memory size like 512Mi or 6Gi")
-    return int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
-
-
-class _Strict(BaseModel):
-    # Unknown keys are typos in an incident: refuse them rather than silently ignore.
-    model_config = ConfigDict(extra="forbid")
+def _unique(values: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    repeated = [v for v in values if v in seen or seen.add(v)]
+    if repeated:
+        raise ValueError(f"{what} {names.shown(repeated[0])} is listed more than once")
+    return values
 
 
 class Targets(_Strict):
-    project: str = "netra-staging"
-    region: str = "us-central1"
-    connector: str = "staging-connector"
-    sql_instance: str = "netra-staging-db"
-    backend_service: str = "netra-backend-staging"
-    auth_service: str = "auth-staging"
-    health_checks: dict[str, str] = Field(
+    project: ProjectId = "netra-staging"
+    region: Region = "us-central1"
+    connector: ConnectorName = "staging-connector"
+    sql_instance: SqlInstanceId = "netra-staging-db"
+    backend_service: RunServiceName = "netra-backend-staging"
+    auth_service: RunServiceName = "auth-staging"
+    health_checks: Annotated[dict[ComputeName, HttpPath], Field(max_length=MAX_LIST)] = Field(
         default_factory=lambda: {
             "staging-backend-health-check": "/health",
             "staging-auth-health-check": "/auth/health",
         },
         description="health check name -> request path",
     )
-    backend_services: list[str] = Field(
+    backend_services: Annotated[list[ComputeName], Field(max_length=MAX_LIST)] = Field(
         default_factory=lambda: ["staging-backend-service", "staging-auth-service"]
     )
-    certificate: str = "staging-netrasystems-ai-cert"
+    certificate: ComputeName = "staging-netrasystems-ai-cert"
     # The load balancer's target HTTPS proxy: the certificate is attached to it (seed 004
     # §3.4), and its URL map tells which backend services are serverless.
-    https_proxy: str = "staging-https-proxy"
+    https_proxy: ComputeName = "staging-https-proxy"
     # Memorystore for Redis instance the services reach through the connector; None: none.
-    redis_instance: str | None = "staging-redis"
-    certificate_domains: list[str] = Field(
+    redis_instance: RedisInstanceId | None = "staging-redis"
+    # A Google-managed (classic Compute) certificate: 1-100 host names, no wildcards.
+    certificate_domains: Annotated[list[ManagedDomain], Field(
+        min_length=1, max_length=names.MANAGED_CERT_MAX_DOMAINS)] = Field(
         default_factory=lambda: ["staging.netrasystems.ai", "api-staging.netrasystems.ai"]
     )
-    required_secrets: list[str] = Field(
+    required_secrets: Annotated[list[SecretId], Field(max_length=100)] = Field(
         default_factory=lambda: [
             "database-url", "database-direct-url", "jwt-secret-staging", "redis-url",
             "oauth-client-id", "oauth-client-secret", "openai-api-key",
@@ -93,46 +120,31 @@ class Targets(_Strict):
     # (the simulator by default; set REMEDIATION_APP_URL for real GCP).
     app_url: str | None = None
 
-    @field_validator("project", "region", "connector", "sql_instance", "backend_service",
-                     "auth_service", "certificate", "https_proxy")
+    @field_validator("backend_services")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty")
-        return v
+    def _distinct_backends(cls, v: list[str]) -> list[str]:
+        return _unique(v, "backend service")
+
+    @field_validator("required_secrets")
+    @classmethod
+    def _distinct_secrets(cls, v: list[str]) -> list[str]:
+        return _unique(v, "secret")
+
+    @field_validator("certificate_domains")
+    @classmethod
+    def _distinct_domains(cls, v: list[str]) -> list[str]:
+        return _unique(v, "domain")
 
     @field_validator("app_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        # https only (http to a loopback host, where the simulator serves the app in
+        # rehearsals); never link-local or a metadata server: the worker probes this URL.
+        from runbook.urls import endpoint_url_problem
+        problem = endpoint_url_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
         return v
-
-
-def cloud_run_memory_problem(cpu: str, memory: str) -> str | None:
-    """Why Cloud Run refuses this cpu/memory pair (GCP_FIDELITY A6), or None.
-
-    Source: Cloud Run "Configure memory limits" / "CPU limits" tables (second-generation
-    execution environment: at least 512 MiB). Cloud Run answers 400 INVALID_ARGUMENT
-    naming ``limits.memory``; checking here refuses the request before anything runs.
-    """
-    mib = memory_mib(memory)
-    bounds = {"1": (512, 4096), "2": (512, 8192), "4": (2048, 16384), "8": (4096, 32768)}
-    lo, hi = bounds.get(cpu, (512, 32768))
-    if not lo <= mib <= hi:
-        return (f"for {cpu} CPU, Cloud Run needs memory between {lo}Mi and {hi // 1024}Gi "
-                f"inclusive (second generation); {memory} is outside")
-    return None
-
-
-# Cloud Run caps a startup probe's failureThreshold x periodSeconds at 240 s, and its
-# initialDelaySeconds at 240 s: no probe tolerates a start longer than 480 s. Sources: the
-# jobs and worker-pools health-check pages state the 240 s cap; for services, a public
-# report (PolicyEngine/policyengine-api#3764) measured both caps. run_v2 Probe: period and
-# initial delay at most 240 for a startup probe, timeout not above the period.
-STARTUP_THRESHOLD_WINDOW_MAX_S = 240
-STARTUP_INITIAL_DELAY_MAX_S = 240
-STARTUP_WINDOW_MAX_S = STARTUP_INITIAL_DELAY_MAX_S + STARTUP_THRESHOLD_WINDOW_MAX_S
 
 
 class StartupProbePolicy(_Strict):
@@ -142,19 +154,12 @@ class StartupProbePolicy(_Strict):
     first, which is what shortens a start that waits on them. The cost of the delay: no
     new instance serves before 240 s, so scale-out is slower."""
 
-    path: str | None = "/health"
+    path: HttpPath | None = "/health"  # null: a TCP probe
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     initial_delay_s: Annotated[int, Field(ge=0, le=STARTUP_INITIAL_DELAY_MAX_S)] = 240
     period_s: Annotated[int, Field(ge=1, le=240)] = 10
     timeout_s: Annotated[int, Field(ge=1, le=240)] = 5
-    failure_threshold: Annotated[int, Field(ge=1)] = 24
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("/"):
-            raise ValueError("must start with / (or be null for a TCP probe)")
-        return v
+    failure_threshold: Annotated[int, Field(ge=1, le=STARTUP_THRESHOLD_WINDOW_MAX_S)] = 24
 
     @model_validator(mode="after")
     def _cloud_run_limits(self) -> "StartupProbePolicy":
@@ -185,14 +190,14 @@ class DesiredState(_Strict):
     # default is allowed but warned about at the gate.
     sql_max_connections: Annotated[int, Field(ge=14, le=262143)] | None = None
     # Phase 1: incident env vars (extended timeouts for VPC connector latency).
-    incident_env: dict[str, str] = Field(
+    incident_env: EnvVars = Field(
         default_factory=lambda: {
             "DATABASE_INITIALIZATION_TIMEOUT": "90",
             "DATABASE_CONNECTION_TIMEOUT": "45",
         }
     )
     # Phase 2: backend configuration.
-    backend_env: dict[str, str] = Field(
+    backend_env: EnvVars = Field(
         default_factory=lambda: {
             "DATABASE_POOL_SIZE": "8",
             "DATABASE_MAX_OVERFLOW": "8",
@@ -200,7 +205,7 @@ class DesiredState(_Strict):
             "VPC_CONNECTOR_SCALING_BUFFER": "30",
         }
     )
-    backend_memory: str = "6Gi"
+    backend_memory: str = "6Gi"  # with backend_cpu, within Cloud Run's table
     backend_cpu: str = "4"
     backend_min_instances: Annotated[int, Field(ge=0, le=1000)] = 2
     backend_max_instances: Annotated[int, Field(ge=1, le=1000)] = 15
@@ -269,70 +274,37 @@ class DesiredState(_Strict):
     @field_validator("backend_memory")
     @classmethod
     def _memory(cls, v: str) -> str:
-        memory_mib(v)
+        if memory_mib(v) > CLOUD_RUN_MEMORY_MAX_MIB:
+            raise ValueError(f"{v} is above Cloud Run's maximum memory of "
+                             f"{CLOUD_RUN_MEMORY_MAX_MIB // 1024}Gi (with 8 CPU)")
         return v
 
     @model_validator(mode="after")
     def _cross_field(self) -> "DesiredState":
         problems = []
         if self.connector_min_instances >= self.connector_max_instances:
-            problems.append("connector_min_instances must be lower than connector_max_instances")
+            problems.append(("connector_min_instances", "connector_min_instances must be "
+                             "lower than connector_max_instances"))
         if self.health_check_timeout_s > self.health_check_interval_s:
-            problems.append(
-                "health_check_timeout_s may not exceed health_check_interval_s "
-                f"({self.health_check_timeout_s} > {self.health_check_interval_s})"
-            )
+            problems.append(("health_check_timeout_s",
+                             "health_check_timeout_s may not exceed health_check_interval_s "
+                             f"({self.health_check_timeout_s} > {self.health_check_interval_s})"))
         if self.backend_min_instances > self.backend_max_instances:
-            problems.append("backend_min_instances may not exceed backend_max_instances")
+            problems.append(("backend_min_instances",
+                             "backend_min_instances may not exceed backend_max_instances"))
         memory_problem = cloud_run_memory_problem(self.backend_cpu, self.backend_memory)
         if memory_problem:
-            problems.append(f"backend_memory: {memory_problem}")
+            problems.append(("backend_memory", memory_problem))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise FieldValueError(problems)
         return self
-
-
-class GatePolicy(_Strict):
-    remind_after_s: Annotated[int, Field(gt=0)] = 15 * 60
-    escalate_after_s: Annotated[int, Field(gt=0)] = 30 * 60
-    timeout_s: Annotated[int, Field(gt=0)] = 2 * 60 * 60
-    min_approvals: Annotated[int, Field(ge=1, le=10)] = 1
-    # Empty: anyone may approve (still subject to the two-person rule).
-    approvers: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "GatePolicy":
-        if not self.remind_after_s <= self.escalate_after_s <= self.timeout_s:
-            raise ValueError("need remind_after_s <= escalate_after_s <= timeout_s")
-        return self
-
-
-GATE_IDS = ("phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions")
-
-
-class ApprovalPolicy(_Strict):
-    # The person who started the run may not approve it (two-person rule).
-    two_person_rule: bool = True
-    default: GatePolicy = Field(default_factory=GatePolicy)
-    gates: dict[str, GatePolicy] = Field(default_factory=dict, description="per-gate overrides")
-
-    @field_validator("gates")
-    @classmethod
-    def _known_gates(cls, v: dict[str, GatePolicy]) -> dict[str, GatePolicy]:
-        unknown = sorted(set(v) - set(GATE_IDS))
-        if unknown:
-            raise ValueError(f"unknown gate(s) {unknown}; gates are {', '.join(GATE_IDS)}")
-        return v
-
-    def for_gate(self, gate_id: str) -> GatePolicy:
-        return self.gates.get(gate_id, self.default)
 
 
 class PhaseBudgets(_Strict):
-    phase_1_s: Annotated[int, Field(gt=0)] = 3600
-    phase_2_s: Annotated[int, Field(gt=0)] = 3600
-    phase_3_s: Annotated[int, Field(gt=0)] = 3600
-    phase_4_s: Annotated[int, Field(gt=0)] = 3600
+    phase_1_s: Seconds = 3600
+    phase_2_s: Seconds = 3600
+    phase_3_s: Seconds = 3600
+    phase_4_s: Seconds = 3600
     # At budget x this factor the phase fails and the run rolls back.
     hard_limit_factor: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
 
@@ -341,16 +313,27 @@ class PhaseBudgets(_Strict):
 
 
 class SoakPolicy(_Strict):
-    # Zero 503s for this long, continuous, before phase 4 passes.
-    window_s: Annotated[int, Field(ge=0)] = 15 * 60
-    sample_every_s: Annotated[int, Field(gt=0)] = 60
+    # Zero 503s for this long, continuous, before phase 4 passes (0: no soak).
+    window_s: Annotated[int, Field(ge=0, le=MAX_SOAK_WINDOW_S)] = 15 * 60
+    sample_every_s: Annotated[int, Field(ge=1, le=3600)] = 60
     requests_per_sample: Annotated[int, Field(ge=1, le=1000)] = 20
     max_error_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+    @model_validator(mode="after")
+    def _bounded_samples(self) -> "SoakPolicy":
+        samples = math.ceil(self.window_s / self.sample_every_s)
+        if samples > MAX_SOAK_SAMPLES:
+            raise FieldValueError([("sample_every_s", (
+                f"a {self.window_s}s window sampled every {self.sample_every_s}s is {samples} "
+                f"samples; at most {MAX_SOAK_SAMPLES} per window keep the run's history "
+                f"bounded (sample every {math.ceil(self.window_s / MAX_SOAK_SAMPLES)}s or more)"))])
+        return self
 
 
 class RemediationRequest(_Strict):
     incident_id: str = "1278"
-    # Who asked for the run; the two-person rule forbids them approving it.
+    # Who asked for the run, in their one spelling (runbook/identity.py); the two-person
+    # rule forbids them approving it. Empty: not known.
     requested_by: str = ""
     targets: Targets = Field(default_factory=Targets)
     desired: DesiredState = Field(default_factory=DesiredState)
@@ -368,6 +351,23 @@ class RemediationRequest(_Strict):
     def _legacy_notifications(cls, v: object) -> object:
         return NotificationRouting.from_legacy(v)
 
+    @field_validator("notifications")
+    @classmethod
+    def _recipients(cls, v: NotificationRouting) -> NotificationRouting:
+        if len(v.routes) > MAX_LIST:
+            raise ValueError(f"{len(v.routes)} routes; at most {MAX_LIST}")
+        problems = []
+        for recipient, channels in v.routes.items():
+            problem = identity_problem(recipient)
+            if problem:
+                problems.append((f"routes.{names.shown(recipient)}", f"recipient: {problem}"))
+            if len(channels) > MAX_LIST:
+                problems.append((f"routes.{names.shown(recipient)}",
+                                 f"{len(channels)} channels; at most {MAX_LIST}"))
+        if problems:
+            raise FieldValueError(problems)
+        return v
+
     @field_validator("incident_id")
     @classmethod
     def _incident(cls, v: str) -> str:
@@ -375,34 +375,19 @@ class RemediationRequest(_Strict):
             raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
         return v
 
+    @field_validator("requested_by")
+    @classmethod
+    def _requester(cls, v: str) -> str:
+        return v and identity(v)
 
-class FieldProblem(BaseModel):
-    field: str
-    reason: str
-
-
-def describe_problems(problems: list[FieldProblem]) -> str:
-    return "; ".join(f"{p.field}: {p.reason}" for p in problems)
+    @model_validator(mode="after")
+    def _approvable(self) -> "RemediationRequest":
+        problems = self.approval.quorum_problems(self.requested_by)
+        if problems:
+            raise FieldValueError([(f"approval.{field}", reason) for field, reason in problems])
+        return self
 
 
 def request_problems(raw: object) -> tuple[RemediationRequest | None, list[FieldProblem]]:
     """Validate a raw request; return the model or every problem, each naming its field."""
     return model_problems(RemediationRequest, raw)
-
-
-def model_problems(model: type[BaseModel], raw: object) -> tuple[Any, list[FieldProblem]]:
-    """Validate a workflow's raw JSON input as ``model``: the model, or every problem, each
-    naming its field (``{}`` and no input mean the defaults)."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        return None, [FieldProblem(field="(request)", reason="must be a JSON object")]
-    try:
-        return model.model_validate(raw), []
-    except ValidationError as err:
-        problems = []
-        for e in err.errors(include_url=False):
-            field = ".".join(str(p) for p in e["loc"]) or "(request)"
-            reason = e["msg"].removeprefix("Value error, ")
-            problems.append(FieldProblem(field=field, reason=reason))
-        return None, problems

@@ -77,11 +77,14 @@ class Approval(BaseModel):
 
 
 class IgnoredMessage(BaseModel):
-    """A signal that would have been rejected: recorded for the audit, then ignored."""
+    """A signal that would have been rejected: recorded for the audit, then ignored.
+
+    ``payload`` is a bounded, printable summary of what was sent (never the raw value: a
+    binary one made the status query unserialisable)."""
 
     at: datetime
     signal: str
-    payload: dict[str, Any]
+    payload: str
     reason: str
 
 
@@ -118,7 +121,9 @@ class Escalation(BaseModel):
 class RollbackEntry(BaseModel):
     at: datetime
     step_id: str
-    action: str  # compensated | compensation_failed | left_in_place | nothing_to_undo
+    # compensated | compensation_failed | left_in_place | nothing_to_undo | waiting (an
+    # undo still running long: what it waits on and when it gives up)
+    action: str
     detail: str = ""
 
 
@@ -156,7 +161,10 @@ class RunStatus(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
     rollback_log: list[RollbackEntry] = Field(default_factory=list)
+    # The latest ignored messages (bounded, see workflows/approvals.py) and how many there
+    # were in all, so a flood of junk signals cannot grow the status without limit.
     ignored_messages: list[IgnoredMessage] = Field(default_factory=list)
+    ignored_messages_total: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
     outcome_reason: str = ""

@@ -51,4 +51,5 @@ async def diagnose(req: RemediationRequest, summary: str) -> Diagnosis:
     """The read-only snapshot of every target the request names."""
     return await call(act.DIAGNOSE, diagnose_params(req), Diagnosis,
                       start_to_close_timeout=timedelta(minutes=5),
+                      heartbeat_timeout=timedelta(seconds=act.READ_HEARTBEAT_S),
                       retry_policy=retry_policy(READ_RETRY), summary=summary)

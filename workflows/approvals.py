@@ -3,20 +3,29 @@
 A mixin of ``RemediationWorkflow`` (kept apart so the run's control flow reads on its
 own). Updates validate first and refuse with the reason; signals cannot refuse, so an
 invalid one is recorded as ignored, with the reason, for the audit.
+
+No message may kill or blind a run. Every handler takes any number of inputs (the CLI
+sends none when ``--input`` is left out, and a raw client may send several) and a signal
+handler never raises: a ValueError or TypeError escaping one would fail the whole run
+(they are bug types, workflows/failure_types.py) with nothing rolled back. What is kept
+of an ignored message is a bounded, printable summary, never the raw payload.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable, Sequence, TypeVar
 
 from temporalio import workflow
-
-from workflows.step_errors import parse_payload
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
     from runbook.leases import SIGNAL_LEASE_UPDATE
     from runbook.messages import (
+        MAX_SUMMARY,
         QUERY_STATUS,
         SIGNAL_ABORT,
         SIGNAL_APPROVE,
@@ -27,6 +36,9 @@ with workflow.unsafe.imports_passed_through():
         GateAck,
         GateApproval,
         GateRejection,
+        bounded_text,
+        parse_message,
+        summarize_payloads,
     )
     from runbook.request import RemediationRequest
     from runbook.status import (
@@ -37,8 +49,17 @@ with workflow.unsafe.imports_passed_through():
         RunState,
         RunStatus,
     )
-    from workflows.gate_rules import approval_problem, rejection_problem
+    from workflows.gate_rules import approval_problem, counting_problem, rejection_problem
     from workflows.lease_holder import TargetLease
+
+# The status keeps the latest ignored messages only (and counts them all): a flood of junk
+# signals must not grow the status query's answer without bound.
+MAX_IGNORED_KEPT = 50
+_MAX_NAME = 64
+_MAX_REASON = 600
+REFUSED_TYPE = "MessageRefused"
+
+MessageT = TypeVar("MessageT", bound=BaseModel)
 
 
 class ApprovalHandlers:
@@ -51,6 +72,8 @@ class ApprovalHandlers:
 
     def _publish(self) -> None:  # provided by the workflow
         raise NotImplementedError
+
+    # ------------------------------------------------------------ decisions ------------
 
     def _approval_problem(self, msg: GateApproval) -> str | None:
         plan = self._status.plan
@@ -77,73 +100,136 @@ class ApprovalHandlers:
         return GateAck(gate=g.id, accepted=True, approvals=len(g.approvals),
                        required=g.min_approvals, gate_status=g.status)
 
-    def _ignore(self, signal: str, payload: Any, reason: str) -> None:
-        self._status.ignored_messages.append(IgnoredMessage(
-            at=workflow.now(), signal=signal,
-            payload=payload if isinstance(payload, dict) else {"value": payload}, reason=reason))
-
-    @workflow.update(name=UPDATE_APPROVE, description="Approve a pending gate; returns an ack")
-    async def approve_gate(self, payload: dict[str, Any]) -> GateAck:
-        return self._apply_approval(GateApproval.model_validate(payload), "update")
-
-    @approve_gate.validator
-    def _validate_approve(self, payload: dict[str, Any]) -> None:
-        msg = parse_payload(GateApproval, payload)
+    def _signal_approval(self, msg: GateApproval) -> str | None:
         problem = self._approval_problem(msg)
-        if problem:
-            raise ValueError(problem)
+        if problem is None:
+            self._apply_approval(msg, "signal")
+        return problem
 
-    @workflow.update(name=UPDATE_REJECT, description="Reject a pending gate: roll back, end REJECTED")
-    async def reject_gate(self, payload: dict[str, Any]) -> GateAck:
-        return self._apply_rejection(GateRejection.model_validate(payload))
-
-    @reject_gate.validator
-    def _validate_reject(self, payload: dict[str, Any]) -> None:
-        msg = parse_payload(GateRejection, payload)
+    def _signal_rejection(self, msg: GateRejection) -> str | None:
         problem = rejection_problem(self._gates.get(msg.gate), msg)
-        if problem:
-            raise ValueError(problem)
+        if problem is None:
+            self._apply_rejection(msg)
+        return problem
 
-    @workflow.signal(name=SIGNAL_APPROVE, description='{"gate": "phase-1", "approver": "alice"}')
-    def approve(self, payload: Any) -> None:
-        try:
-            msg = parse_payload(GateApproval, payload)
-        except ValueError as err:
-            return self._ignore(SIGNAL_APPROVE, payload, str(err))
-        problem = self._approval_problem(msg)
-        if problem:
-            return self._ignore(SIGNAL_APPROVE, payload, problem)
-        self._apply_approval(msg, "signal")
-
-    @workflow.signal(name=SIGNAL_REJECT, description='{"gate": "phase-1", "approver": "alice", "reason": "..."}')
-    def reject(self, payload: Any) -> None:
-        try:
-            msg = parse_payload(GateRejection, payload)
-        except ValueError as err:
-            return self._ignore(SIGNAL_REJECT, payload, str(err))
-        problem = rejection_problem(self._gates.get(msg.gate), msg)
-        if problem:
-            return self._ignore(SIGNAL_REJECT, payload, problem)
-        self._apply_rejection(msg)
-
-    @workflow.signal(name=SIGNAL_ABORT, description='{"by": "alice", "reason": "..."}')
-    def abort(self, payload: Any) -> None:
-        try:
-            msg = parse_payload(AbortRequest, payload)
-        except ValueError as err:
-            return self._ignore(SIGNAL_ABORT, payload, str(err))
+    def _signal_abort(self, msg: AbortRequest) -> str | None:
         if self._abort is not None or self._status.state in (RunState.ROLLING_BACK, *TERMINAL_STATES):
-            return self._ignore(SIGNAL_ABORT, payload, f"run is {self._status.state.value}; nothing to abort")
+            return f"run is {self._status.state.value}; nothing to abort"
         self._abort = msg
         # Stop the running phase now: its in-flight activities are cancelled and report
         # what they changed, then the saga rolls everything back.
         if self._phase_task is not None and not self._phase_task.done():
             self._phase_task.cancel()
+        return None
+
+    # ------------------------------------------------------------ ignoring -------------
+
+    def _ignore(self, signal: str, summary: str, reason: str) -> None:
+        s = self._status
+        s.ignored_messages_total += 1
+        s.ignored_messages.append(IgnoredMessage(
+            at=workflow.now(), signal=bounded_text(signal, _MAX_NAME),
+            payload=bounded_text(summary, MAX_SUMMARY), reason=bounded_text(reason, _MAX_REASON)))
+        del s.ignored_messages[:-MAX_IGNORED_KEPT]
+        workflow.logger.warning("ignored signal %s: %s", s.ignored_messages[-1].signal,
+                                s.ignored_messages[-1].reason)
+
+    def _on_signal(self, name: str, payloads: Sequence[Any], model: type[MessageT],
+                   act: Callable[[MessageT], str | None]) -> None:
+        """Parse, decide and act; anything refused (or failing) is recorded as ignored."""
+        try:
+            problem = act(parse_message(model, payloads))
+        except ValueError as err:
+            problem = str(err)
+        except Exception as err:  # noqa: BLE001 - a signal must never fail the run
+            workflow.logger.exception("signal %s could not be handled", name)
+            problem = f"could not be handled ({type(err).__name__}: {err}); the run goes on"
+        if problem:
+            self._ignore(name, summarize_payloads(payloads), problem)
+
+    # ------------------------------------------------------------ updates --------------
+
+    @workflow.update(name=UPDATE_APPROVE, description="Approve a pending gate; returns an ack")
+    async def approve_gate(self, *payloads: Any) -> GateAck:
+        msg = parse_message(GateApproval, payloads)
+        # The validator passed; check again at the moment it takes effect, so no
+        # interleaving of messages can count an approver twice or open a gate twice.
+        problem = counting_problem(self._gates.get(msg.gate), msg.approver)
+        if problem:
+            raise ApplicationError(problem, type=REFUSED_TYPE, non_retryable=True)
+        return self._apply_approval(msg, "update")
+
+    @approve_gate.validator
+    def _validate_approve(self, *payloads: Any) -> None:
+        problem = self._approval_problem(parse_message(GateApproval, payloads))
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.update(name=UPDATE_REJECT, description="Reject a pending gate: roll back, end REJECTED")
+    async def reject_gate(self, *payloads: Any) -> GateAck:
+        msg = parse_message(GateRejection, payloads)
+        gate = self._gates.get(msg.gate)
+        if gate is None or gate.status != "OPEN":  # decided meanwhile: one decision only
+            raise ApplicationError(f"gate {msg.gate} is no longer pending", type=REFUSED_TYPE,
+                                   non_retryable=True)
+        return self._apply_rejection(msg)
+
+    @reject_gate.validator
+    def _validate_reject(self, *payloads: Any) -> None:
+        msg = parse_message(GateRejection, payloads)
+        problem = rejection_problem(self._gates.get(msg.gate), msg)
+        if problem:
+            raise ValueError(problem)
+
+    # ------------------------------------------------------------ signals --------------
+
+    @workflow.signal(name=SIGNAL_APPROVE, description='{"gate": "phase-1", "approver": "alice"}')
+    def approve(self, *payloads: Any) -> None:
+        self._on_signal(SIGNAL_APPROVE, payloads, GateApproval, self._signal_approval)
+
+    @workflow.signal(name=SIGNAL_REJECT, description='{"gate": "phase-1", "approver": "alice", "reason": "..."}')
+    def reject(self, *payloads: Any) -> None:
+        self._on_signal(SIGNAL_REJECT, payloads, GateRejection, self._signal_rejection)
+
+    @workflow.signal(name=SIGNAL_ABORT, description='{"by": "alice", "reason": "..."}')
+    def abort(self, *payloads: Any) -> None:
+        self._on_signal(SIGNAL_ABORT, payloads, AbortRequest, self._signal_abort)
 
     @workflow.signal(name=SIGNAL_LEASE_UPDATE, description="From the lease keeper: granted, queued or refused")
-    def lease_update(self, payload: Any) -> None:
-        self._lease.on_update(payload)
+    def lease_update(self, *payloads: Any) -> None:
+        if len(payloads) != 1:
+            return self._ignore(SIGNAL_LEASE_UPDATE, summarize_payloads(payloads),
+                                f"payload: expected exactly one lease view, got {len(payloads)} inputs")
+        try:
+            self._lease.on_update(payloads[0])
+        except Exception as err:  # noqa: BLE001 - a signal must never fail the run
+            self._ignore(SIGNAL_LEASE_UPDATE, summarize_payloads(payloads),
+                         f"could not be handled ({type(err).__name__}: {err})")
+
+    @workflow.signal(dynamic=True, description="Any other name: recorded as ignored")
+    def unknown_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
+        # Raw values: the payload is only described, never decoded, so no encoding (binary,
+        # protobuf, malformed JSON) can make this fail.
+        self._ignore(name, summarize_raw(payloads),
+                     f"unknown signal {bounded_text(name, _MAX_NAME)!r}; this run takes "
+                     f"{SIGNAL_APPROVE}, {SIGNAL_REJECT} and {SIGNAL_ABORT}")
+
+    # ------------------------------------------------------------ query ----------------
 
     @workflow.query(name=QUERY_STATUS, description="Full run status: state, gates, steps, deadlines")
     def status(self) -> RunStatus:
         return self._status
+
+
+def summarize_raw(payloads: Sequence[RawValue]) -> str:
+    """What raw payloads were, by encoding and size, with a printable prefix."""
+    if not payloads:
+        return "(no input)"
+    parts = []
+    for raw in payloads[:3]:
+        encoding = raw.payload.metadata.get("encoding", b"").decode("utf-8", "backslashreplace")
+        data = raw.payload.data
+        parts.append(f"<{encoding or 'no encoding'}, {len(data)} bytes: {data[:48]!r}>")
+    if len(payloads) > 3:
+        parts.append(f"... {len(payloads)} inputs")
+    return ", ".join(parts)

@@ -1,9 +1,33 @@
-"""Who may approve or reject a gate, and why not. Pure, so validators and signals share it."""
+"""Who may approve or reject a gate, and why not. Pure, so validators and signals share it.
+
+People are compared by their canonical identity (runbook/identity.py): the approver in a
+message is already canonical (runbook/messages.py), and the requester and the allowlist
+come from the request, so they are brought to the same form here.
+"""
 
 from __future__ import annotations
 
+from runbook.identity import normalize_identity
 from runbook.messages import GateApproval, GateRejection
 from runbook.status import GateRecord
+
+
+def same_person(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and canonical(a) == canonical(b)
+
+
+def canonical(identity: str) -> str:
+    """The canonical form of a name from the request. A name the request validation let
+    through but that does not normalise still gets a case-folded, stripped comparison,
+    so it can never compare *less* strictly than before."""
+    try:
+        return normalize_identity(identity, "identity")
+    except ValueError:
+        return identity.casefold().strip()
+
+
+def _allowed(gate: GateRecord, approver: str) -> bool:
+    return not gate.approvers_allowed or any(same_person(approver, a) for a in gate.approvers_allowed)
 
 
 def approval_problem(gate: GateRecord | None, msg: GateApproval, *, requested_by: str,
@@ -13,16 +37,28 @@ def approval_problem(gate: GateRecord | None, msg: GateApproval, *, requested_by
         return f"unknown gate {msg.gate!r}"
     if gate.status != "OPEN":
         return f"gate {gate.id} is not pending (it is {gate.status})"
-    if gate.approvers_allowed and msg.approver not in gate.approvers_allowed:
+    if not _allowed(gate, msg.approver):
         return (f"{msg.approver} is not allowed to approve {gate.id}; allowed: "
                 f"{', '.join(gate.approvers_allowed)}")
-    if two_person_rule and requested_by and msg.approver == requested_by:
+    if two_person_rule and same_person(msg.approver, requested_by):
         return f"{msg.approver} requested this run and may not approve it (two-person rule)"
-    if any(a.approver == msg.approver for a in gate.approvals):
+    if any(same_person(a.approver, msg.approver) for a in gate.approvals):
         return f"{msg.approver} already approved {gate.id}; another approver is needed"
     if msg.plan_digest is not None and msg.plan_digest != plan_digest:
         return (f"plan digest {msg.plan_digest} does not match the current plan {plan_digest}; "
                 "review the current plan and approve again")
+    return None
+
+
+def counting_problem(gate: GateRecord | None, approver: str) -> str | None:
+    """Why an approval already validated may no longer count when it takes effect: the
+    invariants of a quorum (the gate opens once, each person counts once). Only these are
+    checked again, not the plan digest or allowlist: a history recorded by older code
+    replays without its validators, and must take the same approvals it took then."""
+    if gate is None or gate.status != "OPEN":
+        return f"gate {gate.id if gate else '?'} is no longer pending"
+    if any(same_person(a.approver, approver) for a in gate.approvals):
+        return f"{approver} already approved {gate.id}; another approver is needed"
     return None
 
 
@@ -33,7 +69,7 @@ def rejection_problem(gate: GateRecord | None, msg: GateRejection) -> str | None
         return f"unknown gate {msg.gate!r}"
     if gate.status != "OPEN":
         return f"gate {gate.id} is not pending (it is {gate.status})"
-    if gate.approvers_allowed and msg.approver not in gate.approvers_allowed:
+    if not _allowed(gate, msg.approver):
         return (f"{msg.approver} is not allowed to decide {gate.id}; allowed: "
                 f"{', '.join(gate.approvers_allowed)}")
     return None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -86,13 +87,22 @@ class TargetLeaseWorkflow:
                 return self._state
 
     @workflow.signal(name=SIGNAL_REQUEST_LEASE, description="A run asks for a lease (LeaseRequest)")
-    async def request_lease(self, request: LeaseRequest) -> None:
+    async def request_lease(self, *payloads: Any) -> None:
+        # Any arity, decoded here: a signal without input (or a malformed one) must never
+        # fail this shared keeper's workflow task, which would stall every lease of the
+        # project. It is logged and dropped; the sender's run sees no answer and times out.
+        request = _one(LeaseRequest, payloads, SIGNAL_REQUEST_LEASE)
+        if request is None:
+            return
         async with self._lock:
             self._touch()
             await self._decide(request)
 
     @workflow.signal(name=SIGNAL_RELEASE_LEASE, description='A run gives its lease or place back: {"workflow_id": ...}')
-    async def release_lease(self, msg: ReleaseLease) -> None:
+    async def release_lease(self, *payloads: Any) -> None:
+        msg = _one(ReleaseLease, payloads, SIGNAL_RELEASE_LEASE)
+        if msg is None:
+            return
         async with self._lock:
             self._touch()
             if self._remove(msg.workflow_id) is not None:
@@ -299,3 +309,17 @@ class TargetLeaseWorkflow:
             return False
         self._told[workflow_id] = key
         return True
+
+
+def _one(model: Any, payloads: tuple[Any, ...], signal: str) -> Any:
+    """The one payload of a signal as ``model``, or None (logged) when it is not that."""
+    if len(payloads) != 1:
+        workflow.logger.warning("lease keeper: signal %s ignored: expected one input, got %d",
+                                signal, len(payloads))
+        return None
+    try:
+        return model.model_validate(payloads[0])
+    except Exception as err:  # noqa: BLE001 - a malformed signal must never fail the keeper
+        workflow.logger.warning("lease keeper: signal %s ignored: %s", signal,
+                                str(err)[:300])
+        return None

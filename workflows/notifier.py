@@ -129,6 +129,7 @@ class Notifier:
             out: ChannelDelivery = await call(
                 act.NOTIFY_CHANNEL, notice, ChannelDelivery,
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=act.READ_HEARTBEAT_S),
                 retry_policy=retry_policy(CHANNEL_RETRY),
                 summary=f"{notice.level} to {notice.recipient} via {notice.channel}"[:200])
             if out.sent:
@@ -159,6 +160,7 @@ async def legacy_notify(status: RunStatus, channels: list[NotificationChannel], 
                          subject=subject, body=body,
                          channels=channels or [NotificationChannel(kind="log")]),
             NotifyOutcome, start_to_close_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=act.READ_HEARTBEAT_S),
             retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)),
             summary=f"Notify {recipient}: {subject}"[:200])
         delivered = out.delivered

@@ -31,13 +31,14 @@ with workflow.unsafe.imports_passed_through():
     from runbook.definition import GateSpec, StepSpec
     from runbook.leases import LeaseRequest, leased_resources
     from runbook.messages import WORKFLOW_TYPE, AbortRequest
-    from runbook.outcome import MEMO_REPORT, OUTCOME_ERROR_TYPE, SAFETY_PATCH
+    from runbook.outcome import FAULTS_PATCH, MEMO_REPORT, OUTCOME_ERROR_TYPE, SAFETY_PATCH
     from runbook.plan import build_plan
     from runbook.request import describe_problems, request_problems
     from runbook.status import (
         GateRecord,
         PhaseRecord,
         RemediationReport,
+        RollbackEntry,
         RunState,
         RunStatus,
         StepRecord,
@@ -326,12 +327,28 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
             rec.status, rec.detail = StepStatus.SKIPPED, stop.reason
             return await self._old_revisions()
         try:
-            await self._run_step(spec.step, None)
+            if self._safety and workflow.patched(FAULTS_PATCH):
+                await self._abortable(self._run_step(spec.step, None))
+            else:
+                await self._run_step(spec.step, None)
         except (ActivityError, ApplicationError) as err:
             # The remediation itself succeeded; a failed cleanup must not undo it.
             rec.detail = f"cleanup failed: {error_text(err)}"
             return await self._old_revisions()
         return []  # the step deleted every revision that does not serve
+
+    async def _abortable(self, step: Awaitable[Any]) -> Any:
+        """Run ``step``; an abort accepted meanwhile cancels it and stops the run."""
+        task = asyncio.ensure_future(step)
+        await workflow.wait_condition(lambda: task.done() or self._abort is not None)
+        if task.done():
+            return task.result()
+        task.cancel()
+        try:
+            await task
+        except BaseException:  # noqa: BLE001 - its record says how it ended
+            pass
+        raise self._aborted()
 
     async def _old_revisions(self) -> list[str]:
         """Revisions that cleanup would have deleted, read fresh for the report."""
@@ -354,12 +371,24 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
             if ph.status == "RUNNING":  # interrupted by a cancellation mid-phase
                 ph.status = "FAILED"
                 self._close_phase(ph)
-        failures = await compensate(self._applied, self._status.rollback_log, self._publish)
+        watch = self._escalate_slow_undo if self._safety and workflow.patched(FAULTS_PATCH) \
+            else None
+        failures = await compensate(self._applied, self._status.rollback_log, self._publish,
+                                    watch)
         if failures:
             self._finish(RunState.FAILED, f"{reason}; rollback incomplete: {failures} "
                                           "compensation(s) failed, see rollback_log")
         else:
             self._finish(end_state, reason)
+
+    def _escalate_slow_undo(self, step: StepSpec, entry: RollbackEntry) -> None:
+        rec = self._steps[step.id]
+        chain = (self._book.phases[rec.phase - 1].escalation if rec.phase
+                 else self._book.cleanup.escalation)
+        for recipient in chain:
+            self._notifier.send("escalation", recipient,
+                                f"Incident {self._status.incident_id}: rollback stuck on {step.id}",
+                                entry.detail, phase=rec.phase or None)
 
     # --------------------------------------------------------------- notify --------------
 

@@ -93,6 +93,7 @@ class RemediationRollbackWorkflow:
         try:
             return await call(act.READ_CHANGES_IN_FORCE, wid, ChangesInForce,
                               start_to_close_timeout=timedelta(minutes=2),
+                              heartbeat_timeout=timedelta(seconds=act.READ_HEARTBEAT_S),
                               retry_policy=retry_policy(_READ_RETRY),
                               summary=f"Read what {wid} left in force (its history)"[:200])
         except ActivityError as err:
@@ -142,8 +143,15 @@ class RemediationRollbackWorkflow:
                                    non_retryable=True) from None
 
     @workflow.signal(name=SIGNAL_LEASE_UPDATE, description="From the lease keeper")
-    def lease_update(self, payload: Any) -> None:
-        self._lease.on_update(payload)
+    def lease_update(self, *payloads: Any) -> None:
+        # Any arity: a signal sent without input must not fail the rollback run.
+        if len(payloads) != 1:
+            workflow.logger.warning("lease_update ignored: %d inputs", len(payloads))
+            return
+        try:
+            self._lease.on_update(payloads[0])
+        except Exception as err:  # noqa: BLE001 - a malformed signal must never fail the run
+            workflow.logger.warning("lease_update ignored: %s", str(err)[:300])
 
     def _publish(self) -> None:
         r = self._report

@@ -14,8 +14,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from runbook.activity_io import MutationCheckpoint, checkpoint_in
     from runbook.definition import RetrySpec
     from runbook.status import RunState
@@ -74,22 +72,8 @@ def failed_attempts(err: BaseException, spec: RetrySpec) -> int:
     return 1
 
 
-
-
 class PlanRefused(Exception):
     def __init__(self, message: str, *details: Any, type: str) -> None:
         super().__init__(message)
         self.details = details
         self.type = type
-
-
-def parse_payload(model: type, payload: Any) -> Any:
-    """Parse a handler payload; a ValueError names the bad fields."""
-    if not isinstance(payload, dict):
-        raise ValueError("payload must be a JSON object")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as err:
-        raise ValueError("; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-            for e in err.errors(include_url=False))) from None

@@ -17,10 +17,14 @@ answering as the vendor does.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import httpx
+import pytest
 
 TEXT_TYPES = {"plain_text", "mrkdwn"}
 BLOCK_TYPES = {"header", "section", "context", "divider", "actions", "image", "input",
@@ -197,3 +201,36 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def record_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Hosts of every request handed to httpx's transport from now on: what the worker
+    actually tried to send, whether or not anything listened there."""
+    sent: list[str] = []
+    real = httpx.AsyncHTTPTransport.handle_async_request
+
+    async def spy(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.host)
+        return await real(self, request)
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", spy)
+    return sent
+
+
+def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> list[str]:
+    """Make ``socket.getaddrinfo`` (which ``loop.getaddrinfo`` calls) answer made-up names
+    with the given addresses; other names resolve as usual. Returns the names asked."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
+                    flags: int = 0) -> list[tuple[Any, ...]]:
+        asked.append(host)
+        if host not in answers:
+            return real(host, port, family, type, proto, flags)
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0)) if ":" in a
+                else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in answers[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked

@@ -274,3 +274,50 @@ async def test_invalid_cpu_is_refused_naming_the_field(sim, clients, runner) -> 
     assert err.value.type == "InvalidArgument" and err.value.non_retryable
     assert "resources.limits.cpu" in err.value.message
     assert sim.mutations(api="run") == []
+
+
+async def test_crash_during_a_failed_deploys_self_restore_does_not_deploy_again(
+        sim, clients, runner) -> None:
+    """Issue 10 defect 1: the worker dies once the self-restore's update was accepted. The
+    resumed attempt finishes the restore and keeps the first verdict; it never re-deploys,
+    even though the fault is gone and a new deploy would now succeed."""
+    acts = CloudRunActivities(clients)
+    old_rev = short(resource(sim.state(), "run", AUTH_NAME)["latestReadyRevision"])
+    sim.fault(api="run", kind="revision_start_failure", resource=AUTH)
+    with pytest.raises(ApplicationError) as first:
+        await runner(acts.deploy_revision, AUTH_VPC)
+    # The heartbeat a dead worker would have left: the verdict, then the restore in flight.
+    restoring = [d[0] for d in runner.heartbeats
+                 if d and isinstance(d[0], dict) and d[0].get("failed") and d[0].get("operation")]
+    assert restoring, "the verdict must be checkpointed before the restore's operation"
+    patches = len(sim.mutations(api="run", method="PATCH"))
+    resumed = Runner(attempt=2, heartbeat_details=[restoring[0]])
+    with pytest.raises(ApplicationError) as second:
+        await resumed(acts.deploy_revision, AUTH_VPC)
+    assert len(sim.mutations(api="run", method="PATCH")) == patches  # nothing re-issued
+    assert second.value.type == "OperationFailed" and second.value.non_retryable
+    # The same verdict, naming the revision that failed first.
+    verdict = first.value.message.split("; rolled back")[0]
+    assert second.value.message.startswith(verdict)
+    assert serving(sim.state(), AUTH_NAME) == {old_rev: 100}
+    assert second.value.details[0]["before"] == first.value.details[0]["before"]
+
+
+async def test_restore_whose_redeployed_revision_fails_stops_at_once_and_says_why(
+        sim, clients, runner) -> None:
+    """Issue 10 defect 3: re-sending a spec identical to the current one makes no new
+    revision, so the undo must not retry it; it fails for good, naming the revision."""
+    acts = CloudRunActivities(clients)
+    out = await runner(acts.deploy_revision, AUTH_VPC)
+    await Runner()(acts.delete_old_revisions,
+                   DeleteOldRevisionsParams(project=P, region=R, service=AUTH))
+    sim.fault(api="run", kind="revision_start_failure", resource=AUTH, count=5)
+    for attempt in (1, 2):  # the retry finds the spec already sent and sends nothing
+        with pytest.raises(ApplicationError) as err:
+            await Runner(attempt=attempt, activity_id="u")(
+                acts.restore_service, compensation("auth-vpc", AUTH_VPC, out))
+        assert err.value.type == "OperationFailed" and err.value.non_retryable
+        failed = short(read_service(clients, AUTH_NAME)["latestCreatedRevision"])
+        assert f"as revision {failed}, which failed to start" in err.value.message
+        assert "runbook rollback" in err.value.message
+    assert new_revisions(sim) == 2  # the step's and the one failed restore, nothing more

@@ -108,7 +108,11 @@ async def test_persistent_412_is_a_retryable_stale_fingerprint(sim, clients, run
     with pytest.raises(ApplicationError) as err:
         await runner(acts.set_backend_service_timeout, BS_PARAMS)
     assert err.value.type == "StaleFingerprint" and not err.value.non_retryable
-    assert err.value.details[0]["before"] == {"timeoutSec": 30}
+    # The PATCH was refused, so nothing changed: no checkpoint for the run to report or
+    # undo, and the last heartbeat clears it so the next attempt starts clean.
+    assert not any(isinstance(d, dict) and "before" in d for d in err.value.details)
+    assert runner.heartbeats[-1] == ()
+    assert sim.mutations(api="compute") == []
 
 
 async def test_compute_operation_resume_uses_the_same_operation(sim, clients) -> None:
@@ -125,14 +129,35 @@ async def test_compute_operation_resume_uses_the_same_operation(sim, clients) ->
     assert sim.mutations(api="compute") == []
 
 
+async def test_retry_after_a_failed_compute_operation_sends_a_fresh_request_id(
+        sim, clients) -> None:
+    """A transient operation error: the retry must not reuse the request id, or compute
+    hands back the same failed operation and the step can never succeed."""
+    acts = ComputeActivities(clients)
+    sim.fault(api="compute", kind="operation_error", method="PATCH", resource=HC, code=14,
+              message="backend unavailable")
+    first = Runner()
+    with pytest.raises(ApplicationError) as err:
+        await first(acts.configure_health_check, HC_PARAMS)
+    assert err.value.type == "OperationFailed" and not err.value.non_retryable
+    checkpoint = first.last_checkpoint()
+    assert checkpoint["failed_operations"] == [checkpoint["operation"]]
+    out = await Runner(attempt=2, heartbeat_details=[checkpoint])(
+        acts.configure_health_check, HC_PARAMS)
+    assert out.changed and out.before == checkpoint["before"]
+    patches = sim.mutations(api="compute", method="PATCH", resource=HC)
+    assert len(patches) == 1  # the failed operation applied nothing; the retry applied once
+    assert hc_state(sim.state())["checkIntervalSec"] == 30
+
+
 async def test_serverless_backend_timeout_is_refused_non_retryable(sim, clients, runner) -> None:
     # The default world: Cloud Run behind a serverless NEG, whose timeout is fixed.
     with pytest.raises(ApplicationError) as err:
         await runner(ComputeActivities(clients).set_backend_service_timeout, BS_PARAMS)
     assert err.value.type == "InvalidArgument" and err.value.non_retryable
     assert "Serverless network endpoint groups" in err.value.message
-    # The checkpoint was heartbeated before the PATCH: the workflow can tell it was tried.
-    assert err.value.details[0]["before"] == {"timeoutSec": 30}
+    # Refused: no checkpoint, so the run neither reports nor undoes a change never made.
+    assert not any(isinstance(d, dict) and "before" in d for d in err.value.details)
     assert sim.mutations(api="compute") == []
 
 

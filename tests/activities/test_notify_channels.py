@@ -16,13 +16,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import notify_channel as notify_channel_module
+from activities.notify import NotifyActivities
 from activities.notify_channel import ChannelNotifyActivities, retry_after
 from activities.notify_channels import (ENV_NOTIFY_CHANNELS_FILE, NotifyChannels,
                                         NotifyChannelsError)
 from activities.notify_formats import dedup_key, pagerduty_event, slack_message, webhook_message
+from runbook.activity_io import NotificationChannel, NotifyParams
 from runbook.notifications import ChannelNotice
 
-from .notify_receivers import Receiver, pagerduty_problems, slack_problems
+from .notify_receivers import (Receiver, fake_dns, pagerduty_problems, record_sends,
+                               slack_problems)
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 SLACK_TOKEN = "XoXsEcReTtOkEn42"  # the part of a webhook URL that is the credential
@@ -153,7 +156,25 @@ def test_without_a_file_only_the_log_channel_exists():
      "channels.team.routing_key: a PagerDuty Events API v2 routing key is 32"),
     ({"kind": "pagerduty", "routing_key_secret": "projects/p/secrets/s"},
      "channels.team.routing_key_secret: not a Secret Manager version name"),
-    ({"kind": "webhook", "url": "ftp://x"}, "channels.team.url: must start with https://"),
+    ({"kind": "webhook", "url": "ftp://x"},
+     "channels.team.url: scheme 'ftp' is not allowed: use https://"),
+    ({"kind": "webhook", "url": "file:///etc/passwd"},
+     "channels.team.url: scheme 'file' is not allowed"),
+    ({"kind": "webhook", "url": "http://169.254.169.254/computeMetadata/v1/"},
+     "channels.team.url: the host is a cloud instance metadata address"),
+    ({"kind": "webhook", "url": "https://metadata.google.internal/x"},
+     "channels.team.url: the host names a cloud instance metadata server"),
+    ({"kind": "webhook", "url": "https://[fe80::1]/x"}, "channels.team.url: the host is link-local"),
+    ({"kind": "webhook", "url": "http://hooks.example.com/x"},
+     "channels.team.url: http:// is allowed only to a loopback host"),
+    ({"kind": "webhook"}, "channels.team: give exactly one of 'url' (the value) or 'url_secret'"),
+    ({"kind": "slack", "webhook_url": "https://u:p@hooks.slack.com/services/x"},
+     "channels.team.webhook_url: must not carry credentials"),
+    ({"kind": "pagerduty", "routing_key": "R0UT1NGKEY0123456789abcdefABCDEF",
+      "events_url": "http://169.254.169.254/"}, "channels.team.events_url: the host is a cloud"),
+    ({"kind": "pagerduty", "routing_key": "R0UT1NGKEY0123456789abcdefABCDEF"} | {"extra": {}},
+     "channels.team.extra: Extra inputs are not permitted"),
+    ({"kind": "log", "url": "https://x"}, "channels.team.url: Extra inputs are not permitted"),
     ({"kind": "webhook", "url": "https://x", "headers_secret": "h"},
      "channels.team.headers_secret: Extra inputs are not permitted"),
     ({"kind": "email"}, "channels.team.kind: must be one of"),
@@ -165,6 +186,13 @@ def test_config_errors_name_the_file_the_channel_and_the_field(tmp_path, channel
         NotifyChannels.from_env({ENV_NOTIFY_CHANNELS_FILE: str(path)})
     assert str(err.value).startswith(f"{ENV_NOTIFY_CHANNELS_FILE}={path}: ")
     assert expected in str(err.value)
+
+
+def test_config_refuses_unknown_top_level_keys(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"channels": {}, "defaults": {"url": "https://x"}}))
+    with pytest.raises(NotifyChannelsError, match="nothing else at the top level"):
+        NotifyChannels.from_file(path)
 
 
 def test_config_never_echoes_a_value_and_keeps_log_built_in(tmp_path):
@@ -340,3 +368,87 @@ async def test_unreadable_secrets_fail_by_kind(rx, sim, clients):
     assert (err.type, err.non_retryable) == ("ChannelSecretUnavailable", True)
     assert "not a usable webhook_url" in str(err) and "not a url" not in str(err)
     assert rx.received == []
+
+
+# -- destinations the worker must not send to -------------------------------------------
+
+async def test_a_name_resolving_to_the_metadata_server_gets_nothing(rx: Receiver, monkeypatch,
+                                                                     caplog):
+    fake_dns(monkeypatch, {"hooks.attacker.example": ["203.0.113.9", "169.254.169.254"]})
+    sent = record_sends(monkeypatch)
+    chs = channels(rx, evil={"kind": "webhook", "url": "https://hooks.attacker.example/T0K3N"})
+    err = await failure(chs, notice(channel="evil"))
+    assert (err.type, err.non_retryable) == ("ChannelRejected", True)
+    assert err.message == ("webhook:evil: destination refused, nothing was sent: host resolves "
+                           "to 169.254.169.254, which is a cloud instance metadata address")
+    assert sent == [] and rx.received == []
+    # The same worker still delivers to an allowed destination, and logs its host only.
+    with caplog.at_level(logging.INFO):
+        await send(chs, notice(channel="hook"))
+    assert sent == ["127.0.0.1"] and [p for p, _ in rx.received] == ["/hook"]
+    assert f"via webhook:hook ({rx.url}): HTTP 202" in caplog.text
+    assert "/hook" not in caplog.text.replace("webhook:hook", "")
+
+
+async def test_a_foreign_name_resolving_to_this_host_gets_nothing(rx: Receiver, monkeypatch):
+    # DNS pointing a harmless-looking https name at the worker's own loopback services.
+    fake_dns(monkeypatch, {"hooks.rebind.example": ["127.0.0.1"]})
+    sent = record_sends(monkeypatch)
+    port = rx.url.rsplit(":", 1)[1]
+    chs = channels(rx, evil={"kind": "webhook", "url": f"https://hooks.rebind.example:{port}/h"})
+    err = await failure(chs, notice(channel="evil"))
+    assert (err.type, err.non_retryable) == ("ChannelRejected", True)
+    assert "host resolves to 127.0.0.1, which is loopback" in err.message
+    assert sent == [] and rx.received == []
+
+
+async def test_an_unresolvable_host_is_unavailable_not_refused(rx: Receiver, monkeypatch):
+    def no_answer(*_args, **_kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)
+    chs = channels(rx, later={"kind": "webhook", "url": "https://hooks.example.com/T0K3N"})
+    err = await failure(chs, notice(channel="later"))
+    assert (err.type, err.non_retryable) == ("ChannelUnavailable", False)
+    assert err.message.startswith("webhook:later: cannot resolve the destination host: gaierror")
+    assert "T0K3N" not in err.message
+
+
+async def test_a_secret_url_aimed_at_the_metadata_server_is_never_used(rx, sim, clients,
+                                                                        monkeypatch):
+    sent = record_sends(monkeypatch)
+    _seed_secret(sim, "http://169.254.169.254/computeMetadata/v1/instance/")
+    err = await failure(_secret_channels(rx), notice(channel="team"), clients)
+    assert (err.type, err.non_retryable) == ("ChannelSecretUnavailable", True)
+    assert err.message.endswith("is not a usable webhook_url: the host is a cloud instance "
+                                "metadata address")
+    assert "computeMetadata" not in err.message and sent == []
+
+
+async def test_legacy_notify_records_a_refused_destination_and_sends_nothing(rx: Receiver,
+                                                                               monkeypatch):
+    fake_dns(monkeypatch, {"hooks.attacker.example": ["169.254.169.254"]})
+    sent = record_sends(monkeypatch)
+    port = rx.url.rsplit(":", 1)[1]
+    out = await ActivityEnvironment().run(NotifyActivities().notify, NotifyParams(
+        run_id="r1", incident_id="1278", level="escalation", recipient="db-oncall",
+        subject="phase 1 over budget", body="escalating",
+        channels=[NotificationChannel(kind="log"),
+                  NotificationChannel(kind="webhook", url="file:///etc/passwd"),
+                  NotificationChannel(kind="webhook", url="http://169.254.169.254/computeMetadata/v1/"),
+                  NotificationChannel(kind="webhook", url="https://hooks.attacker.example/T0K3N"),
+                  NotificationChannel(kind="webhook", url="https://u:pw@hooks.example.com/"),
+                  NotificationChannel(kind="webhook"),
+                  NotificationChannel(kind="webhook", url=f"http://localhost:{port}/legacy")]))
+    assert out.delivered == ["log", f"webhook:http://localhost:{port}"]
+    assert out.failed == [
+        "webhook:file://: destination refused, nothing was sent: scheme 'file' is not "
+        "allowed: use https:// (http:// only to a loopback host, for local rehearsal)",
+        "webhook:http://169.254.169.254: destination refused, nothing was sent: the host is "
+        "a cloud instance metadata address",
+        "webhook:https://hooks.attacker.example: destination refused, nothing was sent: host "
+        "resolves to 169.254.169.254, which is a cloud instance metadata address",
+        "webhook:https://hooks.example.com: destination refused, nothing was sent: must not "
+        "carry credentials (user:password@) in the URL",
+        "webhook: no url configured"]
+    assert sent == ["localhost"] and [p for p, _ in rx.received] == ["/legacy"]
+    assert "T0K3N" not in out.model_dump_json() and "pw" not in out.model_dump_json()

@@ -59,5 +59,23 @@ def test_build_activities_registers_every_name() -> None:
     main, lease = temporal_activities(None), lease_keeper_activities(None)
     names = sorted(activity._Definition.from_callable(f).name
                    for f in [*build_activities(Settings.from_env({})), *main, *lease])
-    expected = sorted(v for k, v in vars(activity_names).items() if k.isupper())
+    expected = sorted(v for k, v in vars(activity_names).items()
+                      if k.isupper() and isinstance(v, str))
     assert names == expected
+
+
+def test_read_only_names_are_exactly_the_runbooks_reads() -> None:
+    """The background liveness heartbeat (activities/liveness.py) must never reach a
+    mutating activity (it would overwrite its checkpoint), and every read, probe and soak
+    step of the runbook must get it (else a dead worker costs its whole timeout)."""
+    from runbook.default_runbook import build_runbook
+    from runbook.request import RemediationRequest
+
+    book = build_runbook(RemediationRequest())
+    steps = [s for p in book.phases for s in p.steps] + [book.cleanup.step]
+    changing = {s.activity for s in steps if s.kind == "mutate"}
+    changing |= {s.compensation for s in steps if s.compensation}
+    reading = {s.activity for s in steps if s.kind != "mutate"}
+    assert reading <= activity_names.READ_ONLY
+    assert not changing & activity_names.READ_ONLY
+    assert all(s.heartbeat_s for s in steps if s.kind != "mutate")

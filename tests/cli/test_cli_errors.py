@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import subprocess
 import time
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import typer
+from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
 from typer.main import get_command
 
+from cli import actions
+from cli.client import QUERY_FAILED_HINT, CliError, Settings
 from cli.main import app
 from devstack.health import port_open
 from devstack.stack import find_temporal
@@ -106,3 +112,44 @@ def test_unregistered_search_attributes_say_how_to_register(tmp_path, cli_for):
 def test_empty_approver_is_named_before_connecting(offline_cli):
     r = offline_cli("approve", "remediation-1278-abc123", "--gate", "phase-1", "--approver", "")
     assert r.code == 1 and "--approver" in r.err and "cannot reach" not in r.err
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)), "caf\u00e9".encode("latin-1"),
+                                     b'{"a":' * 5000 + b"1" + b"}" * 5000, b"not json at all"])
+def test_unreadable_request_file_is_named_without_a_traceback(offline_cli, tmp_path, content):
+    f = tmp_path / "request.json"
+    f.write_bytes(content)
+    r = offline_cli("plan", "--request-file", str(f))
+    assert r.code == 2, r.text
+    assert f"error: request file {f}" in " ".join(r.err.split()) and "next:" in r.err
+    assert "Traceback" not in r.text and "cannot reach" not in r.err
+
+
+@pytest.mark.parametrize("limit", ["-1", "0", "1001", "99999999999999999999"])
+def test_list_limit_out_of_range_is_refused_before_connecting(offline_cli, limit):
+    r = offline_cli("list", "--limit", limit)
+    assert r.code == 2, r.text
+    assert f"--limit {limit} is out of range: give 1 to 1000" in " ".join(r.err.split())
+    assert "Traceback" not in r.text and "cannot reach" not in r.err
+
+
+class _FailingQueryHandle:
+    """A running run whose status query raises in the workflow (e.g. an undecodable payload)."""
+
+    async def describe(self):
+        return SimpleNamespace(status=WorkflowExecutionStatus.RUNNING, typed_search_attributes={})
+
+    async def query(self, *args, **kwargs):
+        raise WorkflowQueryFailedError("invalid utf-8 sequence of 1 bytes from index 0")
+
+
+def test_status_query_that_fails_with_a_worker_up_does_not_say_start_the_worker(monkeypatch):
+    async def one_poller(*args, **kwargs):
+        return [object()]
+
+    monkeypatch.setattr(actions, "live_pollers", one_poller)
+    client = SimpleNamespace(get_workflow_handle=lambda wid: _FailingQueryHandle())
+    with pytest.raises(CliError) as err:
+        asyncio.run(actions.get_status(Settings(), "remediation-1278-abc123", client=client))
+    assert "status query failed in the workflow: invalid utf-8 sequence" in err.value.message
+    assert err.value.hint == QUERY_FAILED_HINT and "worker.py" not in err.value.hint

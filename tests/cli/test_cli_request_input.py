@@ -14,21 +14,21 @@ from runbook.request import RemediationRequest
 def test_flags_override_file_and_set_paths(tmp_path):
     f = tmp_path / "req.json"
     f.write_text(json.dumps({"incident_id": "FROM-FILE", "targets": {"region": "europe-west1"}}))
-    options = dict(request_file=f, incident="1278", requested_by="carol", project="p1",
+    options = dict(request_file=f, incident="1278", requested_by="carol", project="proj-one",
                    sets=["soak.window_s=120", "approval.default.approvers=[\"alice\",\"bob\"]",
                          "targets.connector=my-conn"])
     # Flags and --set merge into the file's object without adding anything else ...
     req = raw_request(**options)
     assert req["incident_id"] == "1278"
     assert req["requested_by"] == "carol"
-    assert req["targets"] == {"region": "europe-west1", "project": "p1", "connector": "my-conn"}
+    assert req["targets"] == {"region": "europe-west1", "project": "proj-one", "connector": "my-conn"}
     assert req["soak"] == {"window_s": 120}
     assert req["approval"]["default"]["approvers"] == ["alice", "bob"]
     # ... and what is sent is that object validated, defaults filled in.
     model = build_request(**options)
     assert model == RemediationRequest.model_validate(req)
     assert (model.targets.region, model.targets.project, model.targets.connector) == (
-        "europe-west1", "p1", "my-conn")
+        "europe-west1", "proj-one", "my-conn")
     assert model.soak.window_s == 120 and model.approval.default.approvers == ["alice", "bob"]
 
 
@@ -84,3 +84,49 @@ def test_set_needs_key_value():
     with pytest.raises(CliError) as exc:
         build_request(sets=["soak.window_s"])
     assert "KEY=VALUE" in exc.value.message
+
+
+# --- request files that are not requests: a clear error naming the file, exit code 2 ---------
+@pytest.mark.parametrize("content, reason", [
+    (bytes(range(256)) * 4, "binary"),
+    ('{"incident_id": "caf\u00e9"}'.encode("latin-1"), "not UTF-8 text (byte 0xe9"),
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nests deeper than 32 levels"),
+    (b"[" * 5000 + b"]" * 5000, "nests deeper than 32 levels"),
+    (b"incident_id: 1278\nsoak: {window_s: 60}\n", "is not valid JSON: line 1 column 1"),
+    (b'{"soak": {"window_s": NaN}}', "NaN is not a JSON number"),
+    (b'{"soak": {"window_s": 1e999}}', "out of range"),
+    (b'{"soak": {"window_s": ' + b"9" * 5000 + b"}}", "is not valid JSON"),
+    (b'["incident_id"]', "must hold a JSON object"),
+])
+def test_a_file_that_is_not_a_json_request_names_the_file_and_reason(tmp_path, content, reason):
+    f = tmp_path / "req.json"
+    f.write_bytes(content)
+    with pytest.raises(CliError) as err:
+        build_request(request_file=f)
+    assert str(f) in err.value.message and reason in err.value.message, err.value.message
+    assert err.value.exit_code == 2 and err.value.hint
+
+
+def test_a_directory_or_missing_file_is_named(tmp_path):
+    for path, reason in ((tmp_path, "is a directory"), (tmp_path / "nope.json", "does not exist")):
+        with pytest.raises(CliError) as err:
+            build_request(request_file=path)
+        assert str(path) in err.value.message and reason in err.value.message
+        assert err.value.exit_code == 2
+
+
+def test_a_utf8_file_with_a_byte_order_mark_is_read(tmp_path):
+    f = tmp_path / "req.json"
+    f.write_bytes(b"\xef\xbb\xbf" + json.dumps({"incident_id": "BOM-1"}).encode())
+    assert raw_request(request_file=f)["incident_id"] == "BOM-1"
+
+
+@pytest.mark.parametrize("assignment, reason", [
+    ("soak.window_s=" + "[" * 5000 + "]" * 5000, "nested too deeply"),
+    ("soak.window_s=NaN", "NaN is not a JSON number"),
+    ("." .join(["a"] * 40) + "=1", "nests deeper than 32 levels"),
+])
+def test_set_values_that_cannot_be_requests_are_refused(assignment, reason):
+    with pytest.raises(CliError) as err:
+        raw_request(sets=[assignment])
+    assert reason in err.value.message and err.value.exit_code == 2

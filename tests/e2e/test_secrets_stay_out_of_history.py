@@ -48,10 +48,11 @@ async def test_plaintext_credential_env_var_is_fingerprinted_and_restored(time_s
     # byte for byte, and the template still carries it...
     assert [e.step_id for e in st.rollback_log if e.action == "compensated"] == [
         "backend-timeout-staging-auth-service", "backend-timeout-staging-backend-service",
-        # refused after its checkpoint: undone conservatively (a no-op restore)
-        "health-check-staging-auth-health-check",
         "health-check-staging-backend-health-check", "configure-backend", "route-traffic",
         "deploy-incident-env", "vpc-access-auth", "expand-sql"]
+    # Its PATCH was refused (403): nothing changed, so nothing is claimed or undone.
+    assert ("health-check-staging-auth-health-check", "nothing_to_undo") in {
+        (e.step_id, e.action) for e in st.rollback_log}
     end = await admin(sim, "GET", "/_sim/state")
     assert _env(end)["SMTP_PASSWORD"] == CANARY
     for rev in serving(end, BACKEND):

@@ -43,7 +43,9 @@ def test_state_survives_restart(tmp_path):
         hc = compute.healthChecks().get(project=PROJECT, healthCheck="staging-auth-health-check").execute()
         assert (hc["checkIntervalSec"], hc["timeoutSec"]) == (30, 30)
         assert [f["kind"] for f in second.admin("GET", "/_sim/faults")["faults"]] == ["app_503"]
-        assert mutations(second)[-1]["seq"] == seq_before
+        # The log kept every entry; only the SQL operation may have completed meanwhile (its
+        # 300 simulated seconds can pass while the second process starts on a loaded machine).
+        assert [m["api"] for m in mutations(second, since=seq_before)] in ([], ["sqladmin"])
         advance(second, 310)  # the operation started before the restart completes now, once
         sql = discovery(second, "sqladmin", "v1")
         assert sql.operations().get(project=PROJECT, operation=op["name"]).execute()["status"] == "DONE"

@@ -16,10 +16,10 @@ CURRENT = "<the backend service's current fingerprint>"
 @pytest.mark.parametrize("method, path, body, field", [
     ("PATCH", SQL, {"settings": {"dataDiskSizeGb": "lots"}}, "settings.dataDiskSizeGb"),
     ("PATCH", SQL, {"settings": {"tier": ["db-custom-2-7680"]}}, "settings.tier"),
-    ("PATCH", SQL, {"settings": {"databaseFlags": ["max_connections=300"]}}, "settings.databaseFlags"),
+    ("PATCH", SQL, {"settings": {"databaseFlags": ["max_connections=300"]}}, "settings.databaseFlags[0]"),
     ("PATCH", SQL, {"settings": {"activationPolicy": ["ALWAYS"]}}, "settings.activationPolicy"),
     ("PATCH", f"{COMPUTE}/backendServices/staging-backend-service",
-     {"connectionDraining": "30s", "fingerprint": CURRENT}, "connectionDraining.drainingTimeoutSec"),
+     {"connectionDraining": "30s", "fingerprint": CURRENT}, "connectionDraining"),
     ("PATCH", f"{COMPUTE}/healthChecks/staging-backend-health-check", {"type": ["HTTP"]}, "type"),
     ("POST", f"/v1/{LOC}/connectors?connectorId=c2",
      {"network": "staging-vpc", "ipCidrRange": "10.2.0.0/28", "subnet": "staging-subnet"}, "subnet"),

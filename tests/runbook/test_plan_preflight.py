@@ -74,8 +74,13 @@ def test_a_startup_probe_beyond_cloud_runs_cap_is_refused_naming_the_field():
 
 
 def test_an_impossible_cpu_memory_pair_is_refused_with_cloud_runs_table():
-    reason = problem_fields({"desired": {"backend_cpu": "1", "backend_memory": "6Gi"}})["desired"]
-    assert "backend_memory: for 1 CPU, Cloud Run needs memory between 512Mi and 4Gi" in reason
+    reason = problem_fields({"desired": {"backend_cpu": "1", "backend_memory": "6Gi"}})[
+        "desired.backend_memory"]
+    assert "for 1 CPU, Cloud Run needs memory between 512Mi and 4Gi" in reason
+    assert "4096Mi and 32Gi" in problem_fields(
+        {"desired": {"backend_cpu": "8", "backend_memory": "2Gi"}})["desired.backend_memory"]
+    assert "above Cloud Run's maximum memory of 32Gi" in problem_fields(
+        {"desired": {"backend_memory": "64Gi"}})["desired.backend_memory"]
     assert problem_fields({"desired": {"backend_cpu": "4", "backend_memory": "1Gi"}})
     assert problem_fields({"desired": {"backend_cpu": "2", "backend_memory": "8Gi"}}) == {}
 

@@ -74,3 +74,30 @@ async def test_wait_queues_behind_the_holder_and_runs_after_its_rollback(time_sk
     assert st.lease.state == "granted"
     assert report.outcome == RunState.REJECTED
     await keep_history(second, "lease_waited")
+
+
+async def test_junk_signals_to_the_keeper_are_dropped_and_leases_still_work(time_skipping_env):
+    """The keeper is shared by every run on a project: a signal without input, with two
+    inputs or with junk must not fail its workflow task (that would stall all leases)."""
+    from temporalio.api.enums.v1 import EventType
+
+    from runbook.leases import SIGNAL_RELEASE_LEASE, SIGNAL_REQUEST_LEASE, keeper_id
+
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    async with worker_for(env, cloud, tq):
+        first = await start(env, {}, tq)
+        await until(env, first, at_gate("phase-1"))
+        keeper = env.client.get_workflow_handle(keeper_id("netra-staging"))
+        for name in (SIGNAL_REQUEST_LEASE, SIGNAL_RELEASE_LEASE):
+            await keeper.signal(name)
+            await keeper.signal(name, args=[{"workflow_id": 7}, "extra"])
+            await keeper.signal(name, {"resources": "not a list"})
+        await reject(first, "phase-1")
+        await finished(first)
+        second = await start(env, {"incident_id": "1278-b"}, tq)
+        st = await until(env, second, at_gate("phase-1"))
+        await reject(second, "phase-1")
+        await finished(second)
+    assert st.lease.state == "granted"
+    events = [e async for e in keeper.fetch_history_events()]
+    assert not any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in events)

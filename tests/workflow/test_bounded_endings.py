@@ -1,0 +1,74 @@
+"""A rollback or a cleanup that hangs ends at a documented, bounded time, says what it
+waits on, escalates, and a cleanup yields to an abort (issue 10, fault-matrix findings)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.exceptions import ApplicationError
+
+from runbook.status import RunState, StepStatus
+from tests.workflow.doubles import FakeCloud
+from tests.workflow.harness import (
+    FAST_SOAK,
+    GATES,
+    approve_when_pending,
+    finished,
+    keep_history,
+    new_queue,
+    start,
+    status,
+    worker_for,
+)
+from workflows.saga import UNDO_DEADLINE, UNDO_SLOW_AFTER
+
+
+def _unavailable() -> ApplicationError:
+    # A restore whose operation keeps failing; each retry comes 4 minutes later.
+    return ApplicationError("503 backend unavailable", type="Unavailable",
+                            next_retry_delay=timedelta(minutes=4))
+
+
+async def test_a_hung_undo_is_logged_escalated_and_given_up_at_its_deadline(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.failures["undo-expand-sql"] = [_unavailable for _ in range(20)]
+    cloud.failures["verify-infrastructure"] = [
+        ApplicationError("connector at 95%", type="StepFailed", non_retryable=True)]
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"soak": FAST_SOAK}, tq)
+        await approve_when_pending(env, handle, "phase-1")
+        report = await finished(handle)
+        st = await status(handle)
+    # The other undos were not held hostage: the pass went on after the deadline.
+    assert report.outcome == RunState.FAILED and "rollback incomplete" in report.reason
+    sql = next(s for s in st.steps if s.id == "expand-sql")
+    assert sql.status == StepStatus.COMPENSATION_FAILED
+    log = {(e.step_id, e.action): e for e in st.rollback_log}
+    waiting = log[("expand-sql", "waiting")]
+    assert "restore_sql" in waiting.detail and "gives up at" in waiting.detail
+    failed = log[("expand-sql", "compensation_failed")]
+    assert f"gave up after {UNDO_DEADLINE}" in failed.detail
+    assert (failed.at - waiting.at) <= UNDO_DEADLINE - UNDO_SLOW_AFTER + timedelta(minutes=1)
+    stuck = [e for e in st.escalations if "rollback stuck on expand-sql" in e.subject]
+    assert stuck and stuck[0].level == "escalation"
+    assert any(n.subject.endswith("rollback stuck on expand-sql") for n in cloud.notifications)
+    assert ("deploy-incident-env", "compensated") in log  # later undos still ran
+    await keep_history(handle, "undo_deadline")
+
+
+async def test_abort_during_a_hung_cleanup_stops_it(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.hold["delete-old-revisions"] = asyncio.Event()
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"soak": FAST_SOAK}, tq)
+        for gate in GATES:
+            await approve_when_pending(env, handle, gate)
+        await cloud.holding["delete-old-revisions"].wait()
+        await handle.signal("abort", {"by": "alice", "reason": "cleanup hangs"})
+        report = await finished(handle)
+        st = await status(handle)
+    assert report.outcome == RunState.ABORTED and "alice" in report.reason
+    cleanup = next(s for s in st.steps if s.id == "delete-old-revisions")
+    assert cleanup.status in (StepStatus.FAILED, StepStatus.LEFT_IN_PLACE)
+    await keep_history(handle, "abort_in_cleanup")
