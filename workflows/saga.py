@@ -50,9 +50,14 @@ async def compensate(applied: list[Applied], log: list[RollbackEntry],
                                      detail="the step changed nothing"))
             continue
         if not step.reversible or step.compensation is None:
+            # A step that failed after sending its change (say, its operation never
+            # finished) cannot tell whether the change landed: say so, not "in force".
+            detail = ("irreversible change; still in force" if rec.status != StepStatus.FAILED
+                      else "irreversible change sent before the step failed; it may be in "
+                           f"force: check {outcome.resource or step.id}")
             rec.status = StepStatus.LEFT_IN_PLACE
             log.append(RollbackEntry(at=now, step_id=step.id, action="left_in_place",
-                                     detail="irreversible change; still in force"))
+                                     detail=detail))
             continue
         undoing = asyncio.ensure_future(call(
             step.compensation,
