@@ -153,7 +153,7 @@ def _steps_table(st: RunStatus) -> Table:
             continue
         detail = s.error or s.detail
         t.add_row(str(s.phase) if s.phase else "cleanup", s.id, s.summary, _styled(s.status.value),
-                  str(s.attempts), fmt_duration(s.duration_s), _short(detail, 80) if detail else "")
+                  str(s.attempts or ("?" if s.started_at else 0)), fmt_duration(s.duration_s), _short(detail, 80) if detail else "")
     return t
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import CancelledError
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.activity_calls import call, retry_policy
@@ -139,7 +140,10 @@ class PhaseRunner:
         except BaseException as err:
             rec.status = StepStatus.FAILED
             rec.error = "cancelled" if isinstance(err, asyncio.CancelledError) else error_text(err)
-            rec.attempts = failed_attempts(err, step.retry)
+            cancelled = isinstance(err, asyncio.CancelledError) or isinstance(
+                getattr(err, "cause", None), CancelledError)
+            # 0 = unknown: a step cancelled between retries must not claim one attempt.
+            rec.attempts = failed_attempts(err, step.retry, unknown=0 if cancelled else 1)
             checkpoint = checkpoint_of(err)
             if checkpoint is not None and entry_index is not None:
                 # The step issued its mutation before failing: record what it replaced.

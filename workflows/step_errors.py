@@ -62,14 +62,16 @@ def checkpoint_of(err: BaseException) -> MutationCheckpoint | None:
     return checkpoint_in(failure_details(err))
 
 
-def failed_attempts(err: BaseException, spec: RetrySpec) -> int:
+def failed_attempts(err: BaseException, spec: RetrySpec, unknown: int = 1) -> int:
+    """The attempt an activity failed on; ``unknown`` when nothing says (a step cancelled
+    between attempts: the cancellation carries no attempt number)."""
     for d in failure_details(err):
         if isinstance(d, dict) and isinstance(d.get("attempt"), int):
             return d["attempt"]
     if isinstance(err, ActivityError) and err.retry_state is not None and \
             err.retry_state.name == "MAXIMUM_ATTEMPTS_REACHED":
         return spec.maximum_attempts
-    return 1
+    return unknown
 
 
 class PlanRefused(Exception):

@@ -72,3 +72,22 @@ async def test_abort_during_a_hung_cleanup_stops_it(time_skipping_env):
     cleanup = next(s for s in st.steps if s.id == "delete-old-revisions")
     assert cleanup.status in (StepStatus.FAILED, StepStatus.LEFT_IN_PLACE)
     await keep_history(handle, "abort_in_cleanup")
+
+
+async def test_a_step_cancelled_between_retries_does_not_claim_one_attempt(time_skipping_env):
+    """The hard limit cancels expand-sql while it waits for its next retry: the workflow
+    cannot know how many attempts ran, so the status says unknown (0), never 1."""
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.failures["expand-sql"] = [
+        lambda: ApplicationError("409 operationInProgress", type="Conflict",
+                                 next_retry_delay=timedelta(minutes=4)) for _ in range(10)]
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"soak": FAST_SOAK,
+                                   "budgets": {"phase_1_s": 300, "hard_limit_factor": 2.0}}, tq)
+        await approve_when_pending(env, handle, "phase-1")
+        report = await finished(handle)
+        st = await status(handle)
+    assert report.outcome == RunState.ROLLED_BACK and "hard limit" in report.reason
+    sql = next(s for s in st.steps if s.id == "expand-sql")
+    assert len(cloud.step_calls("expand_sql")) >= 2  # it was retried
+    assert sql.attempts == 0 and "Cancel" in sql.error

@@ -4,7 +4,9 @@ A change that would break running workflows (reordered commands, a new timer or
 upsert without ``workflow.patched``) fails here. Regenerate the fixtures only for an
 intended, versioned change: REMEDIATION_RECORD_HISTORIES=1 pytest tests/workflow
 
-``tests/histories/`` holds the current runbook's histories; ``tests/histories/v1/`` the
+``tests/histories/`` holds the current runbook's histories; ``tests/histories/v2/`` the
+ones recorded before the ``faults-1`` patch (a slow undo logged and escalated, cleanup
+yielding to an abort); ``tests/histories/v1/`` the
 ones recorded before the ``safety-1`` patch (target leases, per-channel notifications,
 outcomes other than SUCCEEDED ending as Failed/Canceled); ``tests/histories/v0/`` the ones
 recorded before ``gcp-fidelity-1`` (steps for the auth service's VPC access, Redis, the
@@ -51,13 +53,15 @@ V0 = {"happy_path", "empty_input", "gate_timeout", "hard_limit", "retry_succeeds
       "non_retryable_phase_2", "bad_request", "preflight_refused", "gate_validation",
       "reject_phase_3", "abort_mid_step", "cancel_mid_step", "crash_resume"}
 V1 = V0 | {"serverless_happy_path"}
-EXPECTED = V1 | {"lease_refused", "lease_waited", "notification_failed", "rollback_terminated_run"}
+V2 = V1 | {"lease_refused", "lease_waited", "notification_failed", "rollback_terminated_run"}
+EXPECTED = V2 | {"undo_deadline", "abort_in_cleanup", "soak_stretched"}
 SAVED = ([f"v0/{n}" for n in sorted(V0)] + [f"v1/{n}" for n in sorted(V1)]
-         + sorted(EXPECTED))
+         + [f"v2/{n}" for n in sorted(V2)] + sorted(EXPECTED))
 
 
 def test_every_scenario_has_a_saved_history():
     assert EXPECTED <= {p.stem for p in HISTORIES.glob("*.json")}
+    assert V2 <= {p.stem for p in (HISTORIES / "v2").glob("*.json")}
     assert V1 <= {p.stem for p in (HISTORIES / "v1").glob("*.json")}
     assert V0 <= {p.stem for p in (HISTORIES / "v0").glob("*.json")}
 
