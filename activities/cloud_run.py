@@ -34,7 +34,7 @@ from activities.run_service import (
     template_of,
 )
 from activities.run_template import apply_params, is_desired
-from activities.run_traffic import LATEST, shares, shown, traffic_of
+from activities.run_traffic import LATEST, REVISION, shares, shown, traffic_of
 from runbook import activity_names
 from runbook.activity_io import (
     CompensationInput,
@@ -79,9 +79,12 @@ class CloudRunActivities(ServiceRestore):
         m.operation_started(op.name)
         try:
             if op.done and op.HasField("error"):
+                m.operation_failed(op.name)
                 raise errors.lro_error(op.error.code, op.error.message, action=m.action,
                                        resource=m.resource, checkpoint=m.dump())
-            if not op.done:
+            if op.done:
+                m.operation_finished()
+            else:
                 await self.ops.run(op.name, m)
         except ApplicationError as err:
             return err
@@ -159,8 +162,20 @@ class CloudRunActivities(ServiceRestore):
                 await self.ops.resume(m, lambda op: self.ops.run(op, m))
             svc = await self._settle(m, name)
             found = record(svc)
-            if traffic_of(svc) != desired:
+            serving = [t for t in svc.get("trafficStatuses", []) if t.get("percent", 0) > 0]
+            # After an update whose operation failed the spec may already say LATEST 100%
+            # while traffic still follows the old split: send it again (a fresh operation).
+            resend = bool(m.checkpoint and m.checkpoint.failed_operations) and len(serving) != 1
+            if traffic_of(svc) != desired or resend:
                 m.begin(found)
+                if traffic_of(svc) == desired:
+                    # The same spec again is no change (no new generation, nothing is
+                    # reconciled): pin the latest ready revision first, then LATEST.
+                    latest = short(svc.get("latestReadyRevision", ""))
+                    err = await self._apply(m, name, None, [
+                        {"type": REVISION, "revision": latest, "percent": 100}])
+                    if err is not None:
+                        raise err
                 err = await self._apply(m, name, None, desired)
                 if err is not None:
                     raise err
@@ -222,7 +237,9 @@ class CloudRunActivities(ServiceRestore):
                 except gexc.NotFound:
                     continue  # already gone (an earlier attempt deleted it)
                 m.operation_started(op.name)
-                if not op.done:
+                if op.done:
+                    m.operation_finished()
+                else:
                     await self.ops.run(op.name, m)
                 deleted.append(rev)
             remaining = sorted(short(r["name"]) for r in

@@ -96,7 +96,7 @@ class Mutation:
         if self.checkpoint is None:
             return None
         # The later fields only when set: a plain checkpoint keeps its original shape.
-        unset = {k for k in ("failed", "failed_operations", "sent")
+        unset = {k for k in ("failed", "failed_operations", "sent", "operation_done")
                  if not getattr(self.checkpoint, k)}
         return self.checkpoint.model_dump(mode="json", exclude=unset)
 
@@ -146,13 +146,21 @@ class Mutation:
         failed = self.checkpoint.failed_operations if self.checkpoint else []
         return request_id(self.resource, *parts, *(["after-failed", *failed] if failed else []))
 
+    def operation_finished(self) -> None:
+        """The operation of ``operation_started`` ended without error: the change landed."""
+        if self.checkpoint is None or self.checkpoint.operation_done:
+            return
+        self.checkpoint = self.checkpoint.model_copy(update={"operation_done": True})
+        self.heartbeat()
+
     def sent(self) -> None:
         """A synchronous mutation call returned: the change is made."""
         self.operation_started(None)
 
     def operation_started(self, name: str | None) -> None:
         assert self.checkpoint is not None, "begin() must precede the mutation"
-        self.checkpoint = self.checkpoint.model_copy(update={"operation": name, "sent": True})
+        self.checkpoint = self.checkpoint.model_copy(
+            update={"operation": name, "sent": True, "operation_done": False})
         self.heartbeat()
 
     @property

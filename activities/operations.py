@@ -80,6 +80,7 @@ class Operations:
             m.operation_failed(name)
             raise errors.lro_error(op.error.code, op.error.message, action=m.action,
                                    resource=m.resource, checkpoint=m.dump())
+        m.operation_finished()
 
     async def vpcaccess(self, name: str, m: Mutation) -> dict[str, Any]:
         def fetch() -> dict[str, Any]:
@@ -93,6 +94,7 @@ class Operations:
             err = op["error"]
             raise errors.lro_error(int(err.get("code", 2)), str(err.get("message", "")),
                                    action=m.action, resource=m.resource, checkpoint=m.dump())
+        m.operation_finished()
         return op
 
     async def sql(self, project: str, name: str, m: Mutation) -> dict[str, Any]:
@@ -115,6 +117,7 @@ class Operations:
         op = await poll(fetch, lambda o: o.get("status") == "DONE", interval_s=self.interval_s,
                         heartbeat=m.heartbeat, what=f"operation {name}")
         if not (op.get("error") or {}).get("errors"):
+            m.operation_finished()
             return op
         m.operation_failed(name)
         raise errors.discovery_operation_error(op, action=m.action, resource=m.resource,

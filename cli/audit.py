@@ -325,6 +325,7 @@ class _Builder:
             a.changes_applied = a.report.changes_applied
             a.changes_reverted = a.report.changes_reverted
             a.changes_left_in_place = a.report.changes_left_in_place
+            a.changes_outcome_unknown = a.report.changes_outcome_unknown
             a.changes_source = "the run's final report"
             return
         # Still running (or ended without a report): what completed activities say they did.

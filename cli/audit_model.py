@@ -111,6 +111,7 @@ class AuditReport(BaseModel):
     changes_applied: list[ChangeRecord] = Field(default_factory=list)
     changes_reverted: list[ChangeRecord] = Field(default_factory=list)
     changes_left_in_place: list[ChangeRecord] = Field(default_factory=list)
+    changes_outcome_unknown: list[ChangeRecord] = Field(default_factory=list)
     changes_source: str = ""
     outcome: str = "RUNNING"
     outcome_detail: str = ""

@@ -60,7 +60,8 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
                for p in a.phases]))
     for title, changes in (("Changes applied", a.changes_applied),
                            ("Changes reverted", a.changes_reverted),
-                           ("Changes left in place", a.changes_left_in_place)):
+                           ("Changes left in place", a.changes_left_in_place),
+                           ("Sent, outcome unknown", a.changes_outcome_unknown)):
         s.append((title, ["step", "summary", "what changed (before → after)"], _change_rows(changes)))
     if a.report is not None and a.report.iac_followup:
         s.append(("Terraform follow-up (changes in force)", ["step", "terraform resource", "resource",

@@ -232,7 +232,9 @@ def render_report(workflow_id: str, r: RemediationReport) -> RenderableType:
         parts.append(Text("Approvals: " + "; ".join(f"{a.gate} by {a.approver}" for a in r.approvals)))
     for title, changes in (("Changes applied", r.changes_applied),
                            ("Changes reverted", r.changes_reverted),
-                           ("Changes left in place", r.changes_left_in_place)):
+                           ("Changes left in place", r.changes_left_in_place),
+                           ("Sent, outcome unknown (operation unfinished; its undo ran)",
+                            r.changes_outcome_unknown)):
         if changes:
             parts.append(Text(f"{title} ({len(changes)}):", "bold"))
             parts += [Text(f"  {c.step_id}: {c.summary}") for c in changes]

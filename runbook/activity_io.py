@@ -68,6 +68,10 @@ class MutationCheckpoint(BaseModel):
     # The change was sent and accepted (an operation started, or a synchronous call
     # returned). Until then a refusal (HTTP 4xx) means nothing changed.
     sent: bool = False
+    # ``operation`` finished successfully: the change landed. A checkpoint naming an
+    # operation that neither finished nor failed means the outcome is unknown (the
+    # operation may still land).
+    operation_done: bool = False
 
 
 # The saga schedules a step's compensation under this activity id; the audit and

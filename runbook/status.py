@@ -60,6 +60,9 @@ class StepRecord(BaseModel):
     finished_at: datetime | None = None
     duration_s: float | None = None
     changed: bool | None = None
+    # The step sent its change and failed while the operation was still running: whether
+    # the change landed is unknown (it may still). Its undo runs all the same.
+    outcome_unknown: bool = False
     resource: str = ""
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
@@ -142,6 +145,8 @@ class PhaseRecord(BaseModel):
     budget_at: datetime | None = None
     hard_limit_at: datetime | None = None
     budget_breached: bool = False
+    # Steps still running when the hard limit fired (they were cancelled).
+    stuck_steps: list[str] = Field(default_factory=list)
     soak_clean_since: datetime | None = None
     soak_samples: int = 0
     soak_restarts: int = 0
@@ -199,6 +204,8 @@ class RemediationReport(BaseModel):
     changes_applied: list[ChangeRecord] = Field(default_factory=list)
     changes_reverted: list[ChangeRecord] = Field(default_factory=list)
     changes_left_in_place: list[ChangeRecord] = Field(default_factory=list)
+    # Sent, then the step failed with the operation in flight: may or may not have landed.
+    changes_outcome_unknown: list[ChangeRecord] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
     revisions_left_in_place: list[str] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)

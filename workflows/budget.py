@@ -18,7 +18,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 async def watch_budget(task: asyncio.Task, phase: PhaseSpec, rec: PhaseRecord,
-                       notify: Callable[..., Awaitable[None]]) -> str | None:
+                       notify: Callable[..., Awaitable[None]],
+                       running: Callable[[], list[str]] = lambda: []) -> str | None:
     """Wait for ``task``; None when it finished, else (hard limit hit, task cancelled)
     the recipient of the hard-limit notice."""
     midway = rec.budget_at + (rec.hard_limit_at - rec.budget_at) / 2
@@ -36,6 +37,7 @@ async def watch_budget(task: asyncio.Task, phase: PhaseSpec, rec: PhaseRecord,
         if task.done():
             return None
         if level == "hard_limit":
+            rec.stuck_steps = running()
             task.cancel()
             await workflow.wait_condition(task.done)
             return recipient

@@ -18,7 +18,14 @@ from temporalio.workflow import ActivityCancellationType
 from workflows.activity_calls import call, retry_policy
 from workflows.budget import watch_budget
 from workflows.soak import soak
-from workflows.step_errors import PhaseFailed, Stop, checkpoint_of, error_text, failed_attempts
+from workflows.step_errors import (
+    PhaseFailed,
+    Stop,
+    checkpoint_of,
+    error_text,
+    failed_attempts,
+    in_flight,
+)
 
 with workflow.unsafe.imports_passed_through():
     from runbook.activity_io import StepOutcome
@@ -55,14 +62,20 @@ class PhaseRunner:
         self._publish()
         task = asyncio.create_task(self._run_steps(phase))
         self._phase_task = task
-        recipient = await watch_budget(task, phase, rec, self._notify)
+        ids = {s.id for s in phase.steps}
+        # The steps still running if the hard limit fires: its reason names them.
+        running = lambda: [s.id for s in self._status.steps  # noqa: E731
+                           if s.id in ids and s.status == StepStatus.RUNNING]
+        recipient = await watch_budget(task, phase, rec, self._notify, running)
         if recipient is not None:
             rec.status = "FAILED"
             self._close_phase(rec)
             await self._notify("hard_limit", recipient, f"Phase {phase.number} hit its hard limit",
                                f"{phase.title} ran past {phase.hard_limit_s}s; rolling back.",
                                phase=phase.number)
-            raise PhaseFailed(f"phase {phase.number} exceeded its hard limit of {phase.hard_limit_s}s")
+            stuck = f" while {', '.join(rec.stuck_steps)} ran" if rec.stuck_steps else ""
+            raise PhaseFailed(f"phase {phase.number} exceeded its hard limit of "
+                              f"{phase.hard_limit_s}s{stuck}")
         self._phase_task = None
         try:
             task.result()
@@ -147,7 +160,15 @@ class PhaseRunner:
             checkpoint = checkpoint_of(err)
             if checkpoint is not None and entry_index is not None:
                 # The step issued its mutation before failing: record what it replaced.
-                rec.changed, rec.before, rec.resource = True, checkpoint.before, checkpoint.resource
+                rec.before, rec.resource = checkpoint.before, checkpoint.resource
+                if in_flight(checkpoint):
+                    # Its operation neither finished nor failed: the report must not claim
+                    # it as applied, but the undo still runs (the change may land later).
+                    rec.outcome_unknown = True
+                    rec.detail = (f"sent; operation {checkpoint.operation} had not finished "
+                                  "when the step ended: outcome unknown")
+                else:
+                    rec.changed = True
                 self._applied[entry_index] = (step, rec, StepOutcome(
                     changed=True, resource=checkpoint.resource, before=checkpoint.before,
                     detail="failed after issuing its change"))

@@ -49,6 +49,7 @@ def build_report(s: RunStatus, *, revisions_left: list[str] | None = None,
         changes_left_in_place=[_change(r) for r in mutated
                                if r.status in (StepStatus.LEFT_IN_PLACE,
                                                StepStatus.COMPENSATION_FAILED)],
+        changes_outcome_unknown=[_change(r) for r in s.steps if r.outcome_unknown],
         escalations=s.escalations,
         revisions_left_in_place=revisions_left or [],
         problems=[f"{r.id}: {r.error}" for r in s.steps if r.error],

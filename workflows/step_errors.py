@@ -62,6 +62,12 @@ def checkpoint_of(err: BaseException) -> MutationCheckpoint | None:
     return checkpoint_in(failure_details(err))
 
 
+def in_flight(cp: MutationCheckpoint) -> bool:
+    """The checkpoint names an operation that neither finished nor failed."""
+    return bool(cp.operation) and not cp.operation_done \
+        and cp.operation not in cp.failed_operations
+
+
 def failed_attempts(err: BaseException, spec: RetrySpec, unknown: int = 1) -> int:
     """The attempt an activity failed on; ``unknown`` when nothing says (a step cancelled
     between attempts: the cancellation carries no attempt number)."""

@@ -321,3 +321,22 @@ async def test_restore_whose_redeployed_revision_fails_stops_at_once_and_says_wh
         assert f"as revision {failed}, which failed to start" in err.value.message
         assert "runbook rollback" in err.value.message
     assert new_revisions(sim) == 2  # the step's and the one failed restore, nothing more
+
+
+async def test_route_traffic_after_a_failed_operation_reconciles_again(sim, clients) -> None:
+    """The failed update left the spec at LATEST 100% and traffic on the old split: the
+    retry must make Cloud Run reconcile again (the same spec would be no change)."""
+    acts = CloudRunActivities(clients)
+    sim.fault(api="run", kind="operation_error", method="PATCH", resource=BACKEND, code=13)
+    first = Runner()
+    with pytest.raises(ApplicationError) as err:
+        await first(acts.route_traffic_to_latest, ROUTE)
+    assert err.value.type == "OperationFailed" and not err.value.non_retryable
+    checkpoint = first.last_checkpoint()
+    assert checkpoint["failed_operations"]
+    out = await Runner(attempt=2, heartbeat_details=[checkpoint])(acts.route_traffic_to_latest,
+                                                                  ROUTE)
+    assert out.changed and out.before == checkpoint["before"]
+    svc = read_service(clients, BACKEND_NAME)
+    assert svc["traffic"] == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
+    assert list(serving(sim.state()).values()) == [100]
