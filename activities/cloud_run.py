@@ -23,6 +23,7 @@ from activities import errors
 from activities.clients import GAPIC_TIMEOUT_S, GcpClients, short
 from activities.mutation import Mutation
 from activities.operations import Operations, poll
+from activities.redaction import redact_template
 from activities.run_restore import ServiceRestore
 from activities.run_service import (
     failure_message,
@@ -43,6 +44,13 @@ from runbook.activity_io import (
     RouteTrafficParams,
     StepOutcome,
 )
+
+
+def on_latest_ready(svc: dict[str, Any]) -> bool:
+    """All traffic serves the latest ready revision (what LATEST must resolve to)."""
+    serving = [t for t in svc.get("trafficStatuses", []) if t.get("percent", 0) > 0]
+    return len(serving) == 1 and short(serving[0].get("revision", "")) == short(
+        svc.get("latestReadyRevision", ""))
 
 
 class CloudRunActivities(ServiceRestore):
@@ -98,6 +106,14 @@ class CloudRunActivities(ServiceRestore):
 
     # -- activities ---------------------------------------------------------------------
 
+    @staticmethod
+    def _restored_before(m: Mutation, svc: dict[str, Any], p: DeployRevisionParams) -> bool:
+        before = m.before
+        return bool(m.resumed and before and "template" in before) \
+            and not is_desired(svc.get("template", {}), p) \
+            and redact_template(template_of(svc)) == before["template"] \
+            and short(svc.get("latestCreatedRevision", "")) != before.get("latestCreatedRevision")
+
     @activity.defn(name=activity_names.DEPLOY_REVISION)
     async def deploy_revision(self, p: DeployRevisionParams) -> StepOutcome:
         name = service_name(p.project, p.region, p.service)
@@ -116,6 +132,13 @@ class CloudRunActivities(ServiceRestore):
                     op_error = err
             svc = await self._read(name)
             found = record(svc)
+            if self._restored_before(m, svc, p):
+                # The verdict's heartbeat may not have reached Temporal before the crash
+                # (heartbeats are throttled), but the world shows it: a revision was created
+                # and the old template is back. Deploying again would apply it twice.
+                m.failing(f"deploy revision {name}: an earlier attempt's revision failed to "
+                          "start and the service was put back (found when resuming)")
+                raise await self._restored_after_failure(m, name, m.failed_verdict or "")
             if not is_desired(svc.get("template", {}), p):
                 m.begin(found)
                 op_error = await self._apply(m, name, apply_params(template_of(svc), p), None)
@@ -162,10 +185,10 @@ class CloudRunActivities(ServiceRestore):
                 await self.ops.resume(m, lambda op: self.ops.run(op, m))
             svc = await self._settle(m, name)
             found = record(svc)
-            serving = [t for t in svc.get("trafficStatuses", []) if t.get("percent", 0) > 0]
             # After an update whose operation failed the spec may already say LATEST 100%
-            # while traffic still follows the old split: send it again (a fresh operation).
-            resend = bool(m.checkpoint and m.checkpoint.failed_operations) and len(serving) != 1
+            # while traffic still follows the old split or revision: send it again.
+            resend = bool(m.checkpoint and m.checkpoint.failed_operations) \
+                and not on_latest_ready(svc)
             if traffic_of(svc) != desired or resend:
                 m.begin(found)
                 if traffic_of(svc) == desired:
@@ -182,7 +205,7 @@ class CloudRunActivities(ServiceRestore):
                 svc = await self._settle(m, name)
             after = record(svc)
             serving = [t for t in svc.get("trafficStatuses", []) if t.get("percent", 0) > 0]
-            if traffic_of(svc) != desired or len(serving) != 1:
+            if traffic_of(svc) != desired or not on_latest_ready(svc):
                 raise errors.app_error(
                     f"route traffic {name}: traffic is {svc.get('trafficStatuses')} after the "
                     "update, not 100% on one revision", errors.OPERATION_FAILED, m.dump(),

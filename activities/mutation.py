@@ -86,7 +86,9 @@ class Mutation:
 
     def _refused_before_sent(self, exc: Exception) -> bool:
         cp = self.checkpoint
-        if cp is None or cp.sent or cp.operation or cp.failed_operations:
+        # A resumed checkpoint may be older than what its attempt did (heartbeats are
+        # throttled): an earlier attempt may have sent the change. Keep it.
+        if cp is None or self.resumed or cp.sent or cp.operation or cp.failed_operations:
             return False
         return 400 <= (errors.http_status_of(exc) or 0) < 500
 

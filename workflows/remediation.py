@@ -340,15 +340,24 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
     async def _abortable(self, step: Awaitable[Any]) -> Any:
         """Run ``step``; an abort accepted meanwhile cancels it and stops the run."""
         task = asyncio.ensure_future(step)
-        await workflow.wait_condition(lambda: task.done() or self._abort is not None)
+        try:
+            await workflow.wait_condition(lambda: task.done() or self._abort is not None)
+        except asyncio.CancelledError:
+            # A Temporal cancel: stop the step (and wait for it) before the rollback runs.
+            await self._stop(task)
+            raise
         if task.done():
             return task.result()
+        await self._stop(task)
+        raise self._aborted()
+
+    @staticmethod
+    async def _stop(task: asyncio.Future) -> None:
         task.cancel()
         try:
             await task
         except BaseException:  # noqa: BLE001 - its record says how it ended
             pass
-        raise self._aborted()
 
     async def _old_revisions(self) -> list[str]:
         """Revisions that cleanup would have deleted, read fresh for the report."""

@@ -79,7 +79,8 @@ async def compensate(applied: list[Applied], log: list[RollbackEntry],
             detail = error_text(err)
             if isinstance(err, ActivityError) and err.retry_state == RetryState.TIMEOUT:
                 detail = (f"gave up after {UNDO_DEADLINE}: {step.compensation} on "
-                          f"{outcome.resource or step.id} did not finish (last: {detail})")
+                          f"{outcome.resource or step.id} did not finish; an operation it "
+                          f"started may still complete: check it (last: {detail})")
             log.append(RollbackEntry(at=workflow.now(), step_id=step.id,
                                      action="compensation_failed", detail=detail))
         publish()

@@ -301,6 +301,14 @@ async def test_crash_during_a_failed_deploys_self_restore_does_not_deploy_again(
     assert second.value.message.startswith(verdict)
     assert serving(sim.state(), AUTH_NAME) == {old_rev: 100}
     assert second.value.details[0]["before"] == first.value.details[0]["before"]
+    # Heartbeats are throttled: the verdict may never have reached Temporal. Resumed from
+    # the checkpoint before it, the attempt still reaches the verdict and deploys nothing.
+    lost = {k: v for k, v in restoring[0].items() if k != "failed"}
+    with pytest.raises(ApplicationError) as third:
+        await Runner(attempt=3, heartbeat_details=[lost])(acts.deploy_revision, AUTH_VPC)
+    assert third.value.type == "OperationFailed" and third.value.non_retryable
+    assert "failed to start" in third.value.message
+    assert len(sim.mutations(api="run", method="PATCH")) == patches
 
 
 async def test_restore_whose_redeployed_revision_fails_stops_at_once_and_says_why(

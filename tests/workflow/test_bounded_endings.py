@@ -91,3 +91,22 @@ async def test_a_step_cancelled_between_retries_does_not_claim_one_attempt(time_
     sql = next(s for s in st.steps if s.id == "expand-sql")
     assert len(cloud.step_calls("expand_sql")) >= 2  # it was retried
     assert sql.attempts == 0 and "Cancel" in sql.error
+
+
+async def test_a_temporal_cancel_during_cleanup_stops_it_before_the_rollback(time_skipping_env):
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.hold["delete-old-revisions"] = asyncio.Event()
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, {"soak": FAST_SOAK}, tq)
+        for gate in GATES:
+            await approve_when_pending(env, handle, gate)
+        await cloud.holding["delete-old-revisions"].wait()
+        await handle.cancel()
+        report = await finished(handle)
+        st = await status(handle)
+    assert report.outcome == RunState.ABORTED
+    cleanup = next(s for s in st.steps if s.id == "delete-old-revisions")
+    # Stopped (and waited for) before the undos ran: never still running beside them.
+    assert cleanup.status != StepStatus.RUNNING and cleanup.finished_at is not None
+    undo_at = min(e.at for e in st.rollback_log)
+    assert cleanup.finished_at <= undo_at
