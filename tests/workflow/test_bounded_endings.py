@@ -57,17 +57,22 @@ async def test_a_hung_undo_is_logged_escalated_and_given_up_at_its_deadline(time
     await keep_history(handle, "undo_deadline")
 
 
-async def test_abort_during_a_hung_cleanup_stops_it(time_skipping_env):
-    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+async def _stopped_during_cleanup(env, stop):
+    """A run whose cleanup step hangs (held by the double) until ``stop(handle)``."""
+    cloud, tq = FakeCloud(), new_queue()
     cloud.hold["delete-old-revisions"] = asyncio.Event()
     async with worker_for(env, cloud, tq):
         handle = await start(env, {"soak": FAST_SOAK}, tq)
         for gate in GATES:
             await approve_when_pending(env, handle, gate)
         await cloud.holding["delete-old-revisions"].wait()
-        await handle.signal("abort", {"by": "alice", "reason": "cleanup hangs"})
-        report = await finished(handle)
-        st = await status(handle)
+        await stop(handle)
+        return handle, await finished(handle), await status(handle)
+
+
+async def test_abort_during_a_hung_cleanup_stops_it(time_skipping_env):
+    handle, report, st = await _stopped_during_cleanup(time_skipping_env, lambda h: h.signal(
+        "abort", {"by": "alice", "reason": "cleanup hangs"}))
     assert report.outcome == RunState.ABORTED and "alice" in report.reason
     cleanup = next(s for s in st.steps if s.id == "delete-old-revisions")
     assert cleanup.status in (StepStatus.FAILED, StepStatus.LEFT_IN_PLACE)
@@ -94,16 +99,7 @@ async def test_a_step_cancelled_between_retries_does_not_claim_one_attempt(time_
 
 
 async def test_a_temporal_cancel_during_cleanup_stops_it_before_the_rollback(time_skipping_env):
-    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
-    cloud.hold["delete-old-revisions"] = asyncio.Event()
-    async with worker_for(env, cloud, tq):
-        handle = await start(env, {"soak": FAST_SOAK}, tq)
-        for gate in GATES:
-            await approve_when_pending(env, handle, gate)
-        await cloud.holding["delete-old-revisions"].wait()
-        await handle.cancel()
-        report = await finished(handle)
-        st = await status(handle)
+    _, report, st = await _stopped_during_cleanup(time_skipping_env, lambda h: h.cancel())
     assert report.outcome == RunState.ABORTED
     cleanup = next(s for s in st.steps if s.id == "delete-old-revisions")
     # Stopped (and waited for) before the undos ran: never still running beside them.
