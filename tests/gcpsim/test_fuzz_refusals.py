@@ -16,6 +16,9 @@ from fuzz_support import (BODY_CALLS, LIST_PATHS, SERIES, SERIES_FILTER, InProce
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# Long proofs: `./dev test -m faults` (CI) runs them; `./dev test` stays under 5 minutes.
+pytestmark = pytest.mark.faults
+
 FUZZ = settings(max_examples=55, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 MAP_FIELDS = {"userLabels", "labels"}  # maps: any key is a valid name there

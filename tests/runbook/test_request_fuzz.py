@@ -9,6 +9,7 @@ import copy
 import math
 import typing
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -18,6 +19,9 @@ from runbook.default_runbook import build_runbook
 from runbook.field_problems import _unwrap, known_fields
 from runbook.credentials import looks_like_credential
 from runbook.request import GATE_IDS, RemediationRequest, request_problems
+
+# Long proofs: `./dev test -m faults` (CI) runs them; `./dev test` stays under 5 minutes.
+pytestmark = pytest.mark.faults
 
 FUZZ = settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
 VALID = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))

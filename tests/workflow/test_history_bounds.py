@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
@@ -47,6 +49,7 @@ async def _events(handle: WorkflowHandle) -> list:
     return list((await handle.fetch_history()).events)
 
 
+@pytest.mark.faults  # a long proof: CI runs it with -m faults
 async def test_days_at_a_gate_add_no_history(time_skipping_env):
     env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
     request = {"requested_by": "carol", "soak": FAST_SOAK, "approval": {"gates": {
