@@ -153,3 +153,20 @@ class Runner:
 @pytest.fixture
 def runner() -> Runner:
     return Runner()
+
+
+# A local receiver playing Slack, PagerDuty and a webhook (tests/activities/notify_receivers.py),
+# one per test module, emptied before each test.
+@pytest.fixture(scope="module")
+def receiver():
+    from .notify_receivers import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def rx(receiver):
+    receiver.reset()
+    return receiver
