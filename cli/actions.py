@@ -241,12 +241,18 @@ async def _gate_hint(settings: Settings, client: Client, wid: str) -> str:
 async def send_gate_update(settings: Settings, wid: str, update: str, payload: Any,
                            timeout_s: float = 60.0) -> m.GateAck:
     verb = "approve" if update == m.UPDATE_APPROVE else "reject"
+    return await send_update(settings, wid, update, payload, m.GateAck, verb, timeout_s)
+
+
+async def send_update(settings: Settings, wid: str, update: str, payload: Any, result_type: type,
+                      verb: str, timeout_s: float = 60.0) -> Any:
+    """Send a validated update; a refusal becomes a CliError with where the run is."""
     client, handle = await _running_handle(settings, wid, verb)
     await require_worker(client, settings)
     try:
         async with rpc_errors(settings, wid):
             return await asyncio.wait_for(
-                handle.execute_update(update, payload, result_type=m.GateAck), timeout_s)
+                handle.execute_update(update, payload, result_type=result_type), timeout_s)
     except WorkflowUpdateFailedError as err:
         reason = _cause(err)
         raise CliError(f"refused: {reason}", await _gate_hint(settings, client, wid)) from err

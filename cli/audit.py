@@ -27,6 +27,7 @@ from cli.audit_model import (
     TimelineEntry,
     TimerRecord,
 )
+from cli.diffs import format_value
 from runbook.payloads import decode, first
 from cli.runbook_version import older_version_note, patch_id
 from runbook import activity_names as act
@@ -74,6 +75,7 @@ class _Builder:
         self.timers: dict[int, TimerRecord] = {}  # by started event id
         self.updates: dict[str, Decision] = {}  # by update id
         self.diagnosis: Any = None
+        self.rediagnosed = False
         self.patches: set[str] = set()
         self.memo_report: Any = None
 
@@ -141,7 +143,11 @@ class _Builder:
         rec.error = error if outcome != "completed" else None
         rec.result = result
         if rec.activity_type == act.DIAGNOSE and outcome == "completed":
-            self.diagnosis = result
+            # The plan is made from the first diagnosis; later ones re-read the targets
+            # before a gate (drift, operator-1) or the revisions left after a cleanup.
+            self.rediagnosed = self.diagnosis is not None
+            if self.diagnosis is None:
+                self.diagnosis = result
 
     def _on_activity_task_completed_event_attributes(self, ev, at) -> None:
         self._close_activity(ev, at.scheduled_event_id, "completed", result=first(at.result))
@@ -174,13 +180,17 @@ class _Builder:
     def _decision(self, ev, name: str, payload: Any, via: str, identity: str) -> Decision | None:
         action = {m.UPDATE_APPROVE: "approve", m.SIGNAL_APPROVE: "approve",
                   m.UPDATE_REJECT: "reject", m.SIGNAL_REJECT: "reject",
-                  m.SIGNAL_ABORT: "abort"}.get(name)
+                  m.SIGNAL_ABORT: "abort", m.UPDATE_DECIDE: "decide", m.UPDATE_PAUSE: "pause",
+                  m.UPDATE_RESUME: "resume"}.get(name)
         if action is None:
             return None
         p = payload if isinstance(payload, dict) else {}
+        comment = str(p.get("comment") or p.get("reason") or "")
+        if action == "decide":  # what was decided leads: "retry: flaky quota, try again"
+            comment = f"{p.get('decision')}: {comment}" if comment else str(p.get("decision"))
         return Decision(at=_at(ev), event_id=ev.event_id, action=action, via=via, gate=p.get("gate"),
                         actor=p.get("approver") or p.get("by"), identity=identity,
-                        comment=str(p.get("comment") or p.get("reason") or ""),
+                        comment=comment,
                         plan_digest=p.get("plan_digest"),
                         result="received" if via == "signal" else "accepted")
 
@@ -225,7 +235,7 @@ class _Builder:
         result = first(at.result)
         if not self._take_report(result):
             a.outcome = "COMPLETED"
-            a.outcome_detail = f"result: {result!r}"[:500]
+            a.outcome_detail = f"result: {format_value(result, 500)}"
 
     def _on_workflow_execution_failed_event_attributes(self, ev, at) -> None:
         # Since safety-1 every outcome but SUCCEEDED ends here, the report in the details.
@@ -307,7 +317,12 @@ class _Builder:
         reported = a.report.plan_digest if a.report else None
         digests = {d.plan_digest for d in a.decisions if d.plan_digest}
         older = older_version_note(self.patches)
-        if reported and reported != a.plan.digest:
+        if reported and reported != a.plan.digest and self.rediagnosed and not older:
+            a.plan_note = (f"rebuilt from the request and the first diagnosis (digest "
+                           f"{a.plan.digest}); the run rebuilt its plan at a later gate because "
+                           f"targets drifted, and reported digest {reported}: see the gates' "
+                           "drift in `runbook status`")
+        elif reported and reported != a.plan.digest:
             a.plan_note = (f"WARNING: the run reported plan digest {reported} but the plan rebuilt "
                            f"from history has digest {a.plan.digest}"
                            + (f": {older}" if older else ""))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
+from cli.diffs import diff_json
 from runbook.changes_in_force import ChangesInForce
 from runbook.plan import Plan
 from runbook.status import ChangeRecord, RemediationReport
@@ -15,7 +16,7 @@ from runbook.status import ChangeRecord, RemediationReport
 class Decision(BaseModel):
     at: datetime
     event_id: int = 0
-    action: str  # approve | reject | abort | cancel-request | terminate
+    action: str  # approve | reject | abort | decide | pause | resume | cancel-request | terminate
     via: str  # update | signal | api
     gate: str | None = None
     actor: str | None = None  # the person named in the payload
@@ -87,6 +88,17 @@ class TimelineEntry(BaseModel):
     text: str
 
 
+class ChangeDiff(BaseModel):
+    """One change as the fields it touched; the whole before/after stay in ``changes_*``."""
+
+    step_id: str
+    resource: str
+    outcome: str  # applied | reverted | left_in_place | outcome_unknown
+    # {"path": "env.DATABASE_POOL_SIZE", "change": "changed|added|removed", "before", "after"}
+    # (cli/diffs.py diff_json: the side a field is absent from is left out).
+    fields: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class AuditReport(BaseModel):
     workflow_id: str
     run_id: str = ""
@@ -123,3 +135,14 @@ class AuditReport(BaseModel):
     in_force: ChangesInForce | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+    @computed_field  # in the JSON audit: the fields each change touched, not whole resources
+    @property
+    def change_diffs(self) -> list[ChangeDiff]:
+        return [ChangeDiff(step_id=c.step_id, resource=c.resource, outcome=outcome,
+                           fields=diff_json(c.before, c.after))
+                for outcome, changes in (("applied", self.changes_applied),
+                                         ("reverted", self.changes_reverted),
+                                         ("left_in_place", self.changes_left_in_place),
+                                         ("outcome_unknown", self.changes_outcome_unknown))
+                for c in changes]

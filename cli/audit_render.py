@@ -7,19 +7,35 @@ import json
 from typing import Any
 
 from cli.audit_model import AuditReport
+from cli.diffs import format_value, render_diff_lines
 from cli.in_force import audit_facts, audit_sections
 from cli.render import fmt_duration, fmt_time
 from runbook.status import ChangeRecord
 
 
-def _md(value: Any) -> str:
-    """A Markdown table cell: no pipes or newlines may break the table."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+# Audit values are the record: shortened only past this width, to keep tables usable.
+VALUE_WIDTH = 160
+
+
+class Lines(tuple):
+    """A cell of several lines (one changed field each): <br> between them in both formats."""
+
+
+def _md_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _compact(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+def _md(value: Any) -> str:
+    """A Markdown table cell: no pipes or newlines may break the table."""
+    if isinstance(value, Lines):
+        return "<br>".join(_md_text(html.escape(line, quote=False)) for line in value)
+    return _md_text(value if isinstance(value, str) else format_value(value, VALUE_WIDTH))
+
+
+def _html_cell(value: Any) -> str:
+    if isinstance(value, Lines):
+        return "<br>".join(html.escape(line) for line in value)
+    return html.escape(value if isinstance(value, str) else format_value(value, VALUE_WIDTH))
 
 
 def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
@@ -33,7 +49,8 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
                 d.plan_digest or "", d.result] for d in a.decisions]))
     if a.plan is not None:
         s.append((f"Plan (digest {a.plan.digest})", ["step", "resource", "field", "current", "desired", "reversible"],
-                  [[c.step_id, c.resource, c.field, _compact(c.current), _compact(c.desired),
+                  [[c.step_id, c.resource, c.field, format_value(c.current, VALUE_WIDTH),
+                    format_value(c.desired, VALUE_WIDTH),
                     "yes" if c.reversible else "NO"] for c in a.plan.changes]))
         if a.plan.not_applicable:
             s.append(("Not applicable on this topology (not attempted)", ["step", "resource", "reason"],
@@ -72,23 +89,18 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
     return s
 
 
-def _diff(before: Any, after: Any, prefix: str = "") -> list[str]:
-    """Only the fields that differ, flattened: what an auditor needs, not whole resources."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        out: list[str] = []
-        for key in sorted(set(before) | set(after), key=str):
-            out += _diff(before.get(key), after.get(key), f"{prefix}{key}.")
-        return out
-    if before == after:
-        return []
-    return [f"{prefix.rstrip('.') or 'value'}: {_compact(before)} → {_compact(after)}"]
+def _diff(before: Any, after: Any) -> list[str]:
+    """The changed fields, one line each (cli/in_force.py renders its changes with it)."""
+    return render_diff_lines(before, after, width=VALUE_WIDTH)
 
 
 def _change_rows(changes: list[ChangeRecord]) -> list[list[Any]]:
-    rows = []
+    """Only the fields that differ, one per line: what an auditor needs, not whole resources."""
+    rows: list[list[Any]] = []
     for c in changes:
         diff = _diff(c.before, c.after)
-        rows.append([c.step_id, c.summary or c.resource, "; ".join(diff) if diff else "(no field-level difference recorded)"])
+        rows.append([c.step_id, c.summary or c.resource,
+                     Lines(diff) if diff else "(no field-level difference recorded)"])
     return rows
 
 
@@ -168,7 +180,7 @@ def to_html(a: AuditReport) -> str:
             continue
         parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header)
                      + "</tr></thead><tbody>")
-        parts += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows]
+        parts += ["<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</tbody></table>")
     parts.append(f"<h2>Request</h2><pre>{e(json.dumps(a.request, indent=2, sort_keys=True))}</pre>")
     if a.report is not None:
@@ -180,4 +192,5 @@ def to_html(a: AuditReport) -> str:
     return "\n".join(parts)
 
 
-RENDERERS = {"markdown": to_markdown, "json": to_json, "html": to_html}
+# "md" is what people type for Markdown (and the file extension).
+RENDERERS = {"markdown": to_markdown, "md": to_markdown, "json": to_json, "html": to_html}

@@ -14,18 +14,18 @@ from typing import Any, Callable, Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cli import actions
-from cli.client import CliError, Settings, connect
+from cli import actions, operator_commands
+from cli.client import CliError, Settings
 from cli.leases import render_conflicts, request_conflicts
 from cli.render import fmt_time, render_plan, render_report, render_status
 from cli.request_input import build_request
+from cli.watch_live import follow
 from runbook import messages as m
 from runbook.changes_in_force import ABANDONED
-from runbook.status import TERMINAL_STATES, RunState
+from runbook.status import RunState
 
 class _App(typer.Typer):
     """Exit without interpreter teardown once the command is done.
@@ -187,23 +187,6 @@ def plan(ctx: typer.Context, request_file: Optional[Path] = RequestFile, inciden
         raise typer.Exit(1)
 
 
-async def _watch(settings: Settings, wid: str, interval: float) -> RunState | None:
-    client = await connect(settings)
-    view = await actions.get_status(settings, wid, client)
-    with Live(console=out, auto_refresh=False) as live:
-        while True:
-            if view.status is not None:
-                live.update(render_status(wid, view.status), refresh=True)
-            elif view.report is not None:
-                live.update(render_report(wid, view.report), refresh=True)
-            if view.status is not None and view.status.state in TERMINAL_STATES:
-                return view.status.state
-            if not view.running:
-                return view.report.outcome if view.report else None
-            await asyncio.sleep(interval)
-            view = await actions.get_status(settings, wid, client)
-
-
 @app.command()
 @_runs
 def status(ctx: typer.Context, workflow_id: str = typer.Argument(..., help="run id, e.g. remediation-1278-ab12cd"),
@@ -213,7 +196,7 @@ def status(ctx: typer.Context, workflow_id: str = typer.Argument(..., help="run 
     """Show a run: state, pending gate and countdowns, phases, steps, escalations, rollback."""
     settings: Settings = ctx.obj
     if watch:
-        final = asyncio.run(_watch(settings, workflow_id, interval))
+        final = asyncio.run(follow(settings, workflow_id, interval, out))
         out.print(f"run ended: {final.value if final else 'closed'}  "
                   f"(audit: runbook audit {workflow_id})")
         # Scripts can wait on a run: 0 only when it succeeded.
@@ -365,7 +348,7 @@ def list_(ctx: typer.Context, incident: Optional[str] = typer.Option(None, help=
 def audit(ctx: typer.Context, workflow_id: Optional[str] = typer.Argument(None, help="run id (live history)"),
           history_file: Optional[Path] = typer.Option(None, help="exported history: "
                                                       "`temporal workflow show -w ID --output json > F`"),
-          fmt: str = typer.Option("markdown", "--format", help="markdown | json | html"),
+          fmt: str = typer.Option("markdown", "--format", help="markdown (or md) | json | html"),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here instead of stdout")) -> None:
     """Audit a run from its event history: who, what, when, and the outcome."""
     from google.protobuf import json_format
@@ -374,8 +357,9 @@ def audit(ctx: typer.Context, workflow_id: Optional[str] = typer.Argument(None, 
     from cli.history_file import history_from_file
     from cli.audit_render import RENDERERS
 
+    fmt = fmt.lower()
     if fmt not in RENDERERS:
-        raise CliError(f"unknown format {fmt!r}", "use --format markdown, json or html")
+        raise CliError(f"unknown format {fmt!r}", "use --format markdown (or md), json or html")
     if history_file is not None:
         if not history_file.is_file():
             raise CliError(f"history file {history_file} does not exist",
@@ -396,6 +380,21 @@ def audit(ctx: typer.Context, workflow_id: Optional[str] = typer.Argument(None, 
     else:
         output.write_text(text)
         out.print(f"audit written to {output}")
+
+
+@app.command()
+@_runs
+def replay(history_file: list[Path] = typer.Option(..., "--history-file", help="exported history "
+                                                   "(`temporal workflow show -w ID --output json > F`) "
+                                                   "or a directory of them; repeatable")) -> None:
+    """Replay exported histories against the current workflow code: safe to deploy?"""
+    from cli.replay import replay_and_report
+
+    raise typer.Exit(replay_and_report(history_file, out))
+
+
+# decide, pause, resume (cli/operator_commands.py)
+operator_commands.register(app, _runs, out)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cli.diffs import format_value, render_diff_lines
 from runbook.leases import LeaseView
 from runbook.plan import Plan
 from runbook.status import (
@@ -20,14 +19,19 @@ from runbook.status import (
     RemediationReport,
     RunState,
     RunStatus,
+    StepRecord,
 )
+from runbook.value_text import shorten
 
 STATE_STYLE = {
     RunState.SUCCEEDED: "bold green", RunState.RUNNING: "bold cyan", RunState.VALIDATING: "bold cyan",
     RunState.AWAITING_APPROVAL: "bold yellow", RunState.PLANNING: "cyan",
-    RunState.WAITING_FOR_LEASE: "bold yellow",
+    RunState.AWAITING_DECISION: "bold yellow",
+    RunState.WAITING_FOR_LEASE: "bold yellow", RunState.PAUSED: "bold yellow",
     RunState.ROLLING_BACK: "bold magenta", RunState.ROLLED_BACK: "bold magenta",
 }
+# A step's changed fields shown in the status table; the report and the audit show all.
+STEP_DIFF_LINES = 6
 STATUS_STYLE = {"SUCCEEDED": "green", "APPROVED": "green", "RUNNING": "cyan", "OPEN": "yellow",
                 "FAILED": "red", "REJECTED": "red", "TIMED_OUT": "red", "COMPENSATED": "magenta",
                 "COMPENSATION_FAILED": "bold red", "LEFT_IN_PLACE": "yellow",
@@ -67,9 +71,8 @@ def _styled(value: str) -> Text:
     return Text(value, style=STATUS_STYLE.get(value, ""))
 
 
-def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _short(text: str, width: int = 60) -> str:
+    return shorten(text, width)
 
 
 # --- plan -----------------------------------------------------------------------------
@@ -80,7 +83,7 @@ def render_plan(plan: Plan) -> RenderableType:
     for col in ("step", "resource", "field", "current", "desired", "reversible"):
         table.add_column(col, overflow="fold")
     for c in plan.changes:
-        table.add_row(c.step_id, c.resource, c.field, _short(c.current), _short(c.desired),
+        table.add_row(c.step_id, c.resource, c.field, format_value(c.current), format_value(c.desired),
                       Text("yes", "green") if c.reversible else Text("NO (irreversible)", "bold red"))
     parts: list[RenderableType] = [table if plan.changes else Text("No changes needed.", "green")]
     if plan.not_applicable:
@@ -151,10 +154,17 @@ def _steps_table(st: RunStatus) -> Table:
     for s in st.steps:
         if s.status.value == "PENDING":
             continue
-        detail = s.error or s.detail
         t.add_row(str(s.phase) if s.phase else "cleanup", s.id, s.summary, _styled(s.status.value),
-                  str(s.attempts or ("?" if s.started_at else 0)), fmt_duration(s.duration_s), _short(detail, 80) if detail else "")
+                  str(s.attempts or ("?" if s.started_at else 0)), fmt_duration(s.duration_s),
+                  _step_detail(s))
     return t
+
+
+def _step_detail(s: StepRecord) -> str:
+    """The step's detail or error, then the fields its change touched (not whole resources)."""
+    lines = [_short(s.error or s.detail, 80)] if (s.error or s.detail) else []
+    lines += render_diff_lines(s.before, s.after, width=40, limit=STEP_DIFF_LINES)
+    return "\n".join(lines)
 
 
 def render_status(workflow_id: str, st: RunStatus, now: datetime | None = None) -> RenderableType:
@@ -237,7 +247,10 @@ def render_report(workflow_id: str, r: RemediationReport) -> RenderableType:
                             r.changes_outcome_unknown)):
         if changes:
             parts.append(Text(f"{title} ({len(changes)}):", "bold"))
-            parts += [Text(f"  {c.step_id}: {c.summary}") for c in changes]
+            for c in changes:
+                parts.append(Text(f"  {c.step_id}: {c.summary}"))
+                parts += [Text(f"      {line}", "dim")
+                          for line in render_diff_lines(c.before, c.after, width=60)]
     if r.iac_followup:
         parts.append(Text(f"Terraform follow-up ({len(r.iac_followup)}): update these so the next "
                           "apply does not revert the changes in force", "bold yellow"))

@@ -166,6 +166,8 @@ def _phase_1(req: RemediationRequest) -> list[StepSpec]:
     if t.redis_instance:
         steps.append(StepSpec(
             id="check-redis", activity=act.CHECK_REDIS, kind="read", since_patch=GCP_FIDELITY_PATCH,
+            # Skippable: a cache the application can run degraded without.
+            skippable=True,
             summary=(f"Check Memorystore {t.redis_instance} READY and reachable from "
                      f"{t.backend_service}, {t.auth_service} through {t.connector}"),
             params=CheckRedisParams(project=t.project, region=t.region, instance=t.redis_instance,
@@ -243,6 +245,8 @@ def _phase_3(req: RemediationRequest) -> list[StepSpec]:
         StepSpec(
             id=f"alert-{i + 1}", activity=act.ENSURE_ALERT_POLICY,
             compensation=act.DELETE_ALERT_POLICY, parallel_group="alerts",
+            # Skippable: monitoring of the fix, not the fix; add the policy by hand later.
+            skippable=True,
             summary=f"Ensure alert policy '{p.display_name}'", params=p.model_dump(),
         )
         for i, p in enumerate(alert_policies(req))
@@ -277,12 +281,14 @@ def _phase_4(req: RemediationRequest) -> list[StepSpec]:
     if req.targets.redis_instance:
         steps.append(StepSpec(
             id="probe-redis-health", activity=act.PROBE_HEALTH, kind="probe",
-            parallel_group="probes", since_patch=GCP_FIDELITY_PATCH,
+            parallel_group="probes", since_patch=GCP_FIDELITY_PATCH, skippable=True,
             summary="Redis health answers within 2 s", retry=_PROBE_RETRY, start_to_close_s=60,
             heartbeat_s=act.READ_HEARTBEAT_S,
             params=ProbeParams(base_url=url, path="/health/redis", max_latency_ms=2000).model_dump()))
     steps.append(StepSpec(
         id="probe-websocket", activity=act.PROBE_WEBSOCKET, kind="probe", parallel_group="probes",
+        # Skippable: WebSocket clients reconnect; the HTTP probes and the soak still decide.
+        skippable=True,
         summary="WebSocket connects and authenticates", retry=_PROBE_RETRY,
         start_to_close_s=60, heartbeat_s=act.READ_HEARTBEAT_S,
         params=WebSocketProbeParams(base_url=url).model_dump(),

@@ -44,6 +44,9 @@ class StepSpec(BaseModel):
     # Steps added to the runbook after runs were already recorded: the workflow runs them
     # only where ``workflow.patched(since_patch)`` holds, so older histories still replay.
     since_patch: str | None = None
+    # An operator may skip this step after it fails (decision gate, ``on_step_failure:
+    # ask``): only steps whose failure leaves the outage fixed, e.g. an alert policy.
+    skippable: bool = False
 
     @property
     def start_to_close(self) -> timedelta:

@@ -4,6 +4,8 @@ Interface (the UI, the CLI and other tools depend on these names):
 - update ``approve_gate`` / signal ``approve``: ``GateApproval``
 - update ``reject_gate`` / signal ``reject``: ``GateRejection``
 - signal ``abort``: ``AbortRequest`` (cancelling the workflow is treated the same)
+- update / signal ``decide_failure``: ``FailureDecisionRequest`` (a decision gate's answer)
+- update / signal ``pause`` and ``resume``: ``PauseRequest``
 - query ``status``: ``runbook.status.RunStatus``
 
 Also how a handler reads them (``parse_message``: exactly one JSON object, every bad field
@@ -13,7 +15,7 @@ named) and what is kept of one that is ignored (``summarize_payloads``: bounded,
 from __future__ import annotations
 
 import reprlib
-from typing import Any, Sequence, TypeVar
+from typing import Any, Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,6 +33,12 @@ SIGNAL_APPROVE = "approve"
 SIGNAL_REJECT = "reject"
 SIGNAL_ABORT = "abort"
 QUERY_STATUS = "status"
+UPDATE_DECIDE = "decide_failure"
+SIGNAL_DECIDE = "decide_failure"
+UPDATE_PAUSE = "pause"
+UPDATE_RESUME = "resume"
+SIGNAL_PAUSE = "pause"
+SIGNAL_RESUME = "resume"
 
 # Search attributes (register them on the server: see README / devstack).
 SA_INCIDENT = "RemediationIncident"  # Keyword
@@ -80,6 +88,27 @@ class AbortRequest(_Message):
     _by = field_validator("by")(_identity)
 
 
+class FailureDecisionRequest(_Message):
+    """The answer to a decision gate ``decide-<step>``: retry the failed step, skip it
+    (only a step the runbook marks skippable) or roll back."""
+
+    gate: str = Field(max_length=MAX_GATE_ID)
+    decision: Literal["retry", "skip", "rollback"]
+    by: str
+    reason: str = Field(default="", max_length=MAX_TEXT)
+
+    _by = field_validator("by")(_identity)
+
+
+class PauseRequest(_Message):
+    """Pause (hold before the next step) or resume a run."""
+
+    by: str
+    reason: str = Field(default="", max_length=MAX_TEXT)
+
+    _by = field_validator("by")(_identity)
+
+
 class GateAck(BaseModel):
     """What ``approve_gate`` / ``reject_gate`` return to the caller."""
 
@@ -96,6 +125,8 @@ EXAMPLES = {
     GateApproval: '{"gate": "phase-1", "approver": "alice"}',
     GateRejection: '{"gate": "phase-1", "approver": "alice", "reason": "..."}',
     AbortRequest: '{"by": "alice", "reason": "..."}',
+    FailureDecisionRequest: '{"gate": "decide-configure-backend", "decision": "retry", "by": "alice"}',
+    PauseRequest: '{"by": "alice", "reason": "..."}',
 }
 # Problems listed per refusal; the rest are counted. Keeps a junk payload's refusal short.
 _MAX_PROBLEMS = 5

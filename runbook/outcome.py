@@ -49,3 +49,7 @@ SAFETY_PATCH = "safety-1"
 # Issue 10: a rollback step that runs long is logged and escalated, and cleanup yields to
 # an abort (both add timers, so runs recorded before it replay without them).
 FAULTS_PATCH = "faults-1"
+# Runs started since ``operator-1``: a failed step may ask (decision gates), a run can be
+# paused, and each phase gate after the first re-diagnoses for drift. Older runs replay
+# without any of it.
+OPERATOR_PATCH = "operator-1"

@@ -30,6 +30,19 @@ class PlannedChange(BaseModel):
     reversible: bool
 
 
+class DriftRow(BaseModel):
+    """A target that changed between the plan and a later gate (runbook/drift.py)."""
+
+    step_id: str
+    resource: str
+    field: str
+    planned_from: Any
+    now: Any
+    # remaining: a target of a phase still to run; reverted: a finished phase's change
+    # is no longer in force.
+    kind: str = "remaining"
+
+
 # A value Google would refuse, found against the current state: same shape as a request
 # field problem, so one description serves both.
 PreflightProblem = FieldProblem
@@ -42,6 +55,9 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     # Steps Google Cloud would refuse or ignore on this topology: shown, not attempted.
     not_applicable: list[NotApplicable] = Field(default_factory=list)
+    # Set when the plan was rebuilt at a later gate: what drifted, and the digest it replaced.
+    drift: list[DriftRow] = Field(default_factory=list)
+    rebuilt_from: str | None = None
     digest: str = ""
 
     def compute_digest(self) -> str:
@@ -49,6 +65,9 @@ class Plan(BaseModel):
                    "problems": [p.model_dump(mode="json") for p in self.problems]}
         if self.not_applicable:  # absent from plans made before it existed: same digest
             content["not_applicable"] = [n.model_dump(mode="json") for n in self.not_applicable]
+        if self.rebuilt_from:  # absent from first plans: same digest as before
+            content["drift"] = [d.model_dump(mode="json") for d in self.drift]
+            content["rebuilt_from"] = self.rebuilt_from
         body = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 

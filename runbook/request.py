@@ -46,6 +46,7 @@ from runbook.approval_policy import (  # noqa: F401 - re-exported for existing i
 )
 from runbook.leases import LeasePolicy
 from runbook.notifications import NotificationRouting
+from runbook.operator_policy import FailurePolicy, PausePolicy
 from runbook import resource_names as names
 from runbook.resource_names import (
     ComputeName,
@@ -345,6 +346,11 @@ class RemediationRequest(_Strict):
     notifications: NotificationRouting = Field(default_factory=NotificationRouting)
     # What to do when another run holds a lease on any of this run's targets.
     lease: LeasePolicy = Field(default_factory=LeasePolicy)
+    # A step failing after its retries: roll back at once, or ask (a decision gate), per
+    # phase; a bare "rollback" or "ask" applies to all phases (runbook/operator_policy.py).
+    on_step_failure: FailurePolicy = Field(default_factory=FailurePolicy)
+    # Whether budgets and gate deadlines keep running while the run is paused.
+    pause: PausePolicy = Field(default_factory=PausePolicy)
 
     @field_validator("notifications", mode="before")
     @classmethod

@@ -11,13 +11,16 @@ from pydantic import BaseModel, Field
 from runbook.iac_followup import IacFollowUp
 from runbook.leases import LeaseView
 from runbook.notifications import ChannelFailure
-from runbook.plan import Plan
+from runbook.plan import DriftRow, Plan
 
 
 class RunState(str, Enum):
     PLANNING = "PLANNING"
     WAITING_FOR_LEASE = "WAITING_FOR_LEASE"
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    # A step failed after its retries and the phase asks: a decision gate waits for
+    # retry, skip or rollback (``RunStatus.pending_gate``, kind "decision").
+    AWAITING_DECISION = "AWAITING_DECISION"
     RUNNING = "RUNNING"
     VALIDATING = "VALIDATING"
     ROLLING_BACK = "ROLLING_BACK"
@@ -30,6 +33,9 @@ class RunState(str, Enum):
     # Another run held a lease on its targets (policy refuse, or waited too long):
     # nothing was changed.
     REFUSED = "REFUSED"
+    # An operator paused the run: it holds before its next step (never mid-operation)
+    # until resumed. Who and why: ``RunStatus.pause``.
+    PAUSED = "PAUSED"
 
 
 TERMINAL_STATES = {RunState.SUCCEEDED, RunState.ROLLED_BACK, RunState.ABORTED,
@@ -91,10 +97,27 @@ class IgnoredMessage(BaseModel):
     reason: str
 
 
+class FailureDecision(BaseModel):
+    """What an operator decided at a decision gate (or ``timeout`` when nobody did)."""
+
+    decision: str  # retry | skip | rollback | timeout
+    gate: str = ""
+    by: str
+    reason: str = ""
+    at: datetime
+
+
 class GateRecord(BaseModel):
     id: str
     title: str
-    status: str = "PENDING"  # PENDING | OPEN | APPROVED | REJECTED | TIMED_OUT | SKIPPED
+    status: str = "PENDING"  # PENDING | OPEN | APPROVED | REJECTED | TIMED_OUT | SKIPPED | DECIDED
+    # approval: a phase or cleanup gate; decision: opened when a step failed after its
+    # retries under ``on_step_failure: ask`` (workflows/failure_decisions.py).
+    kind: str = "approval"
+    # The phase the gate opens (0: cleanup), so a view can show the plan rows it releases.
+    phase: int | None = None
+    # The requester may not approve (two-person rule); shown with who may approve.
+    two_person_rule: bool = False
     opened_at: datetime | None = None
     closed_at: datetime | None = None
     min_approvals: int = 1
@@ -105,6 +128,19 @@ class GateRecord(BaseModel):
     timeout_at: datetime | None = None
     rejected_by: str | None = None
     reject_reason: str | None = None
+    # Decision gates: the failed step, its error and attempts, the options offered, the
+    # steps whose changes are in force while it waits, and what was decided.
+    step_id: str | None = None
+    failure: str | None = None
+    attempts: int | None = None
+    options: list[str] = Field(default_factory=list)
+    in_force: list[str] = Field(default_factory=list)
+    decision: FailureDecision | None = None
+    # Phase gates: what changed since the plan was made (runbook/drift.py). A drift
+    # rebuilt the plan and its digest; approvals carrying the old digest are refused.
+    drift: list[DriftRow] = Field(default_factory=list)
+    # Set when the re-diagnosis before the gate could not run (the plan was kept).
+    drift_check_error: str | None = None
 
 
 class Escalation(BaseModel):
@@ -130,6 +166,22 @@ class RollbackEntry(BaseModel):
     detail: str = ""
 
 
+class PauseRecord(BaseModel):
+    """One pause of a run, from request to resume. ``held_at``: when the run actually
+    stopped (after the step in flight finished); ``held_before``: what it waits to do."""
+
+    by: str
+    reason: str = ""
+    requested_at: datetime
+    held_at: datetime | None = None
+    held_before: str | None = None
+    # Budgets and gate deadlines froze while held (request ``pause.freeze_deadlines``).
+    freeze_deadlines: bool = False
+    resumed_at: datetime | None = None
+    resumed_by: str | None = None
+    resume_reason: str | None = None
+
+
 class PhaseRecord(BaseModel):
     number: int
     title: str
@@ -150,6 +202,11 @@ class PhaseRecord(BaseModel):
     soak_clean_since: datetime | None = None
     soak_samples: int = 0
     soak_restarts: int = 0
+    # Soak window length (for progress views); 0 when the phase has no soak.
+    soak_window_s: int = 0
+    # Steps skipped by an operator's decision after they failed: "<step> by <who>: <why>".
+    # The phase's success criteria are not proven for them.
+    skipped_steps: list[str] = Field(default_factory=list)
 
 
 class RunStatus(BaseModel):
@@ -166,6 +223,9 @@ class RunStatus(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
     rollback_log: list[RollbackEntry] = Field(default_factory=list)
+    # The current pause (None when not paused) and every pause of the run, for the audit.
+    pause: PauseRecord | None = None
+    pauses: list[PauseRecord] = Field(default_factory=list)
     # The latest ignored messages (bounded, see workflows/approvals.py) and how many there
     # were in all, so a flood of junk signals cannot grow the status without limit.
     ignored_messages: list[IgnoredMessage] = Field(default_factory=list)
@@ -190,6 +250,7 @@ class PhaseSummary(BaseModel):
     budget_s: int
     duration_s: float | None
     budget_breached: bool
+    skipped_steps: list[str] = Field(default_factory=list)
 
 
 class RemediationReport(BaseModel):
@@ -211,3 +272,6 @@ class RemediationReport(BaseModel):
     problems: list[str] = Field(default_factory=list)
     # For every change still in force: the Terraform edit that keeps it on the next apply.
     iac_followup: list[IacFollowUp] = Field(default_factory=list)
+    # Operators' answers at decision gates, and the run's pauses.
+    decisions: list[FailureDecision] = Field(default_factory=list)
+    pauses: list[PauseRecord] = Field(default_factory=list)

@@ -212,7 +212,8 @@ class ApprovalHandlers:
         # protobuf, malformed JSON) can make this fail.
         self._ignore(name, summarize_raw(payloads),
                      f"unknown signal {bounded_text(name, _MAX_NAME)!r}; this run takes "
-                     f"{SIGNAL_APPROVE}, {SIGNAL_REJECT} and {SIGNAL_ABORT}")
+                     f"{SIGNAL_APPROVE}, {SIGNAL_REJECT}, {SIGNAL_ABORT}, decide_failure, "
+                     "pause and resume")
 
     # ------------------------------------------------------------ query ----------------
 

@@ -2,7 +2,8 @@
 
 At the budget the escalation chain's first level hears of it, halfway to the hard limit
 the next level, and at the hard limit the phase's steps are cancelled (the caller then
-fails the phase and rolls back). Returns as soon as the steps finish.
+fails the phase and rolls back). Returns as soon as the steps finish. The deadlines are
+read from the phase record each time: a resume after a frozen pause moves them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Awaitable, Callable
 
 from temporalio import workflow
 
+from workflows.pause import wait_deadline
+
 with workflow.unsafe.imports_passed_through():
     from runbook.definition import PhaseSpec
     from runbook.status import PhaseRecord
@@ -19,22 +22,16 @@ with workflow.unsafe.imports_passed_through():
 
 async def watch_budget(task: asyncio.Task, phase: PhaseSpec, rec: PhaseRecord,
                        notify: Callable[..., Awaitable[None]],
-                       running: Callable[[], list[str]] = lambda: []) -> str | None:
+                       running: Callable[[], list[str]] = lambda: [],
+                       frozen: Callable[[], bool] = lambda: False) -> str | None:
     """Wait for ``task``; None when it finished, else (hard limit hit, task cancelled)
     the recipient of the hard-limit notice."""
-    midway = rec.budget_at + (rec.hard_limit_at - rec.budget_at) / 2
-    alarms = [(rec.budget_at, "breach", phase.escalation[0]),
+    midway = lambda: rec.budget_at + (rec.hard_limit_at - rec.budget_at) / 2  # noqa: E731
+    alarms = [(lambda: rec.budget_at, "breach", phase.escalation[0]),
               (midway, "escalation", phase.escalation[-1]),
-              (rec.hard_limit_at, "hard_limit", phase.escalation[-1])]
+              (lambda: rec.hard_limit_at, "hard_limit", phase.escalation[-1])]
     for at, level, recipient in alarms:
-        remaining = (at - workflow.now()).total_seconds()
-        if remaining > 0 and not task.done():
-            try:
-                await workflow.wait_condition(task.done, timeout=remaining,
-                                              timeout_summary=f"phase {phase.number} {level}")
-            except asyncio.TimeoutError:
-                pass
-        if task.done():
+        if await wait_deadline(at, task.done, frozen, f"phase {phase.number} {level}"):
             return None
         if level == "hard_limit":
             rec.stuck_steps = running()

@@ -8,7 +8,7 @@ come from the request, so they are brought to the same form here.
 from __future__ import annotations
 
 from runbook.identity import normalize_identity
-from runbook.messages import GateApproval, GateRejection
+from runbook.messages import FailureDecisionRequest, GateApproval, GateRejection
 from runbook.status import GateRecord
 
 
@@ -35,6 +35,9 @@ def approval_problem(gate: GateRecord | None, msg: GateApproval, *, requested_by
     """Why ``msg`` may not approve ``gate``; None when it may."""
     if gate is None:
         return f"unknown gate {msg.gate!r}"
+    if gate.kind == "decision":
+        return (f"{gate.id} is a decision gate: answer it with decide_failure (retry, "
+                f"{'skip, ' if 'skip' in gate.options else ''}rollback)")
     if gate.status != "OPEN":
         return f"gate {gate.id} is not pending (it is {gate.status})"
     if not _allowed(gate, msg.approver):
@@ -47,6 +50,35 @@ def approval_problem(gate: GateRecord | None, msg: GateApproval, *, requested_by
     if msg.plan_digest is not None and msg.plan_digest != plan_digest:
         return (f"plan digest {msg.plan_digest} does not match the current plan {plan_digest}; "
                 "review the current plan and approve again")
+    if gate.drift and msg.plan_digest is None:
+        # The world changed since the plan: an approval must show it saw the rebuilt one.
+        return (f"the plan was rebuilt before {gate.id} because targets drifted; approve with "
+                f"the new plan digest {plan_digest} (runbook approve --digest)")
+    return None
+
+
+def decision_problem(gate: GateRecord | None, msg: FailureDecisionRequest, *,
+                     requested_by: str, two_person_rule: bool) -> str | None:
+    """Why ``msg`` may not decide the decision gate ``gate``; None when it may. Rolling
+    back is always safe (allowlist only); retry and skip go on with changes, so the
+    two-person rule applies to them as to an approval."""
+    if gate is None or gate.kind != "decision":
+        return f"no decision gate {msg.gate!r}; decision gates are named decide-<step>"
+    if gate.status != "OPEN":
+        return f"gate {gate.id} is not pending (it is {gate.status})"
+    if msg.decision not in gate.options:
+        why = (f"the runbook does not mark {gate.step_id} skippable"
+               if msg.decision == "skip" else "not offered")
+        return f"{msg.decision} is not an option for {gate.id} ({why}); options: " \
+               f"{', '.join(gate.options)}"
+    if not _allowed(gate, msg.by):
+        return (f"{msg.by} is not allowed to decide {gate.id}; allowed: "
+                f"{', '.join(gate.approvers_allowed)}")
+    if msg.decision != "rollback" and two_person_rule and same_person(msg.by, requested_by):
+        return (f"{msg.by} requested this run and may not decide to {msg.decision} it "
+                "(two-person rule); rollback is always allowed")
+    if msg.decision == "skip" and not msg.reason.strip():
+        return f"reason: say why skipping {gate.step_id} is safe; it is recorded for the audit"
     return None
 
 
@@ -67,6 +99,9 @@ def rejection_problem(gate: GateRecord | None, msg: GateRejection) -> str | None
     allowlist applies; the two-person rule does not."""
     if gate is None:
         return f"unknown gate {msg.gate!r}"
+    if gate.kind == "decision":
+        return (f"{gate.id} is a decision gate: answer it with decide_failure (retry, "
+                f"{'skip, ' if 'skip' in gate.options else ''}rollback)")
     if gate.status != "OPEN":
         return f"gate {gate.id} is not pending (it is {gate.status})"
     if not _allowed(gate, msg.approver):

@@ -1,17 +1,20 @@
 """A gate's deadlines: reminder, escalation and timeout on durable timers.
 
-The gate record is decided by the update/signal handlers (approve, reject) or by an abort;
-this waits for that, notifying the escalation chain at each deadline it passes, and marks
-the gate TIMED_OUT at the last one. Deterministic: workflow time and wait_condition only.
+The gate record is decided by the update/signal handlers (approve, reject, decide) or by
+an abort; this waits for that, notifying the escalation chain at each deadline it passes,
+and marks the gate TIMED_OUT at the last one. Deadlines are read from the record each
+time, so a resume after a frozen pause (workflows/pause.py) moves them. Deterministic:
+workflow time and wait_condition only.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Awaitable, Callable
 
 from temporalio import workflow
+
+from workflows.pause import wait_deadline
 
 with workflow.unsafe.imports_passed_through():
     from runbook.definition import GateSpec
@@ -30,31 +33,31 @@ def open_gate(g: GateRecord, spec: GateSpec) -> None:
 
 
 async def await_decision(g: GateRecord, spec: GateSpec, chain: list[str], phase: int | None,
-                         status: RunStatus, aborted: Callable[[], bool], notify: Notify) -> None:
+                         status: RunStatus, aborted: Callable[[], bool], notify: Notify,
+                         frozen: Callable[[], bool] = lambda: False) -> None:
     """Return once the gate is decided or the run aborted, or after marking it TIMED_OUT."""
-    deadlines = [(g.remind_at, "reminder", chain[0]),
-                 (g.escalate_at, "escalation", chain[min(1, len(chain) - 1)]),
-                 (g.timeout_at, "timeout", chain[-1])]
+    deadlines = [(lambda: g.remind_at, "reminder", chain[0]),
+                 (lambda: g.escalate_at, "escalation", chain[min(1, len(chain) - 1)]),
+                 (lambda: g.timeout_at, "timeout", chain[-1])]
+    decided = lambda: g.status != "OPEN" or aborted()  # noqa: E731
     for at, level, recipient in deadlines:
-        while g.status == "OPEN" and not aborted():
-            remaining = (at - workflow.now()).total_seconds()
-            if remaining <= 0:
-                break
-            try:
-                await workflow.wait_condition(
-                    lambda: g.status != "OPEN" or aborted(),
-                    timeout=remaining, timeout_summary=f"{spec.id} {level} deadline")
-            except asyncio.TimeoutError:
-                break
-        if g.status != "OPEN" or aborted():
+        if await wait_deadline(at, decided, frozen, f"{spec.id} {level} deadline"):
             return
         if level == "timeout":
             g.status, g.closed_at = "TIMED_OUT", workflow.now()
             status.pending_gate = None
+            then = ("rolling back" if g.kind == "decision" or phase is not None
+                    else "skipping it")
             await notify("breach", recipient, f"Gate {spec.id} timed out",
-                         f"No decision within {spec.timeout_s}s; rolling back.",
+                         f"No decision within {spec.timeout_s}s; {then}.",
                          phase=phase, gate=spec.id)
             return
+        if g.kind == "decision":
+            await notify(level, recipient, f"Gate {spec.id} awaits a decision ({level})",
+                         f"{spec.title}: retry, {'skip or ' if 'skip' in g.options else ''}"
+                         f"roll back; at {g.timeout_at.isoformat()} it rolls back",
+                         phase=phase, gate=spec.id)
+            continue
         await notify(level, recipient, f"Gate {spec.id} awaits approval ({level})",
                      f"{spec.title}: {len(g.approvals)}/{g.min_approvals} approvals; "
                      f"times out at {g.timeout_at.isoformat()}", phase=phase, gate=spec.id)

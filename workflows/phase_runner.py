@@ -66,7 +66,8 @@ class PhaseRunner:
         # The steps still running if the hard limit fires: its reason names them.
         running = lambda: [s.id for s in self._status.steps  # noqa: E731
                            if s.id in ids and s.status == StepStatus.RUNNING]
-        recipient = await watch_budget(task, phase, rec, self._notify, running)
+        frozen = self._pauser.frozen if self._operator else (lambda: False)
+        recipient = await watch_budget(task, phase, rec, self._notify, running, frozen)
         if recipient is not None:
             rec.status = "FAILED"
             self._close_phase(rec)
@@ -108,16 +109,25 @@ class PhaseRunner:
             group = [step for step in group if self._selected(step)]
             if not group:
                 continue
+            if self._operator:  # a pause holds here, between steps, never mid-operation
+                await self._pauser.hold(f"step {group[0].id}")
             if len(group) == 1:
-                await self._run_step(group[0], phase)
+                if self._operator:
+                    await self._run_step_asking(group[0], phase)
+                else:
+                    await self._run_step(group[0], phase)
                 continue
             # Parallel steps all run to an end so every change is recorded, then the
-            # first failure fails the phase.
+            # first failure fails the phase (or, where the phase asks, each failure is
+            # decided in turn: workflows/failure_decisions.py).
             results = await asyncio.gather(*(self._run_step(s, phase) for s in group),
                                            return_exceptions=True)
-            for r in results:
-                if isinstance(r, BaseException):
+            failed = [(s, r) for s, r in zip(group, results) if isinstance(r, BaseException)]
+            for _, r in failed:
+                if not self._asks(phase, r):
                     raise r
+            for s, r in failed:
+                await self._settle_failure(s, phase, r)
 
     def _selected(self, step: StepSpec) -> bool:
         reason = skip_reason(step, self._status.plan)

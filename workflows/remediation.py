@@ -22,6 +22,11 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 from workflows.activity_calls import diagnose
 from workflows.approvals import ApprovalHandlers
+from workflows.cleanup_runner import CleanupRunner
+from workflows.drift_check import check_drift
+from workflows.failure_decisions import FailureDecisions
+from workflows.operator_handlers import OperatorHandlers
+from workflows.pause import PauseControl
 from workflows.failure_types import BUG_EXCEPTION_TYPES
 from workflows.phase_runner import PhaseRunner
 
@@ -31,7 +36,13 @@ with workflow.unsafe.imports_passed_through():
     from runbook.definition import GateSpec, StepSpec
     from runbook.leases import LeaseRequest, leased_resources
     from runbook.messages import WORKFLOW_TYPE, AbortRequest
-    from runbook.outcome import FAULTS_PATCH, MEMO_REPORT, OUTCOME_ERROR_TYPE, SAFETY_PATCH
+    from runbook.outcome import (
+        FAULTS_PATCH,
+        MEMO_REPORT,
+        OPERATOR_PATCH,
+        OUTCOME_ERROR_TYPE,
+        SAFETY_PATCH,
+    )
     from runbook.plan import build_plan
     from runbook.request import describe_problems, request_problems
     from runbook.status import (
@@ -42,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         RunState,
         RunStatus,
         StepRecord,
-        StepStatus,
     )
     from workflows import search_attributes as sa
     from workflows.current_details import render_current_details
@@ -56,7 +66,8 @@ from workflows.step_errors import PhaseFailed, PlanRefused, Stop, error_text
 # A bug fails the run rather than its workflow task; nondeterminism fails only the task
 # (see workflows/failure_types.py).
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=BUG_EXCEPTION_TYPES)
-class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
+class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, CleanupRunner,
+                          PhaseRunner):
     @workflow.init
     def __init__(self, request: Any = None) -> None:
         # Validate here so handlers that run before run() see a consistent state, and so
@@ -80,6 +91,11 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         # Set at run start from the safety-1 patch marker (runbook/outcome.py): leases,
         # per-channel notifications and honest outcomes; older histories replay without.
         self._safety = False
+        # Set at run start from the operator-1 patch marker: decisions on failure, pause,
+        # drift re-approval (workflows/failure_decisions.py, pause.py, drift_check.py).
+        self._operator = False
+        self._pauser = PauseControl(self._status, self._publish,
+                                    req.pause.freeze_deadlines if req else False)
         self._cancelled = False
         self._lease = TargetLease()
         self._notifier = Notifier(self._status, req.notifications.channels_for if req else
@@ -87,19 +103,21 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         if self._book is None:
             return
         for phase in self._book.phases:
-            self._add_gate(phase.gate)
+            self._add_gate(phase.gate, phase.number)
             self._status.phases.append(PhaseRecord(
                 number=phase.number, title=phase.title, owner=phase.owner,
                 budget_s=phase.budget_s, hard_limit_s=phase.hard_limit_s,
-                escalation=phase.escalation, success_criteria=phase.success_criteria))
+                escalation=phase.escalation, success_criteria=phase.success_criteria,
+                soak_window_s=phase.soak.window_s if phase.soak else 0))
             for step in phase.steps:
                 self._add_step(step, phase.number)
-        self._add_gate(self._book.cleanup.gate)
+        self._add_gate(self._book.cleanup.gate, 0)
         self._add_step(self._book.cleanup.step, 0)
 
-    def _add_gate(self, g: GateSpec) -> None:
+    def _add_gate(self, g: GateSpec, phase: int) -> None:
         rec = GateRecord(id=g.id, title=g.title, min_approvals=g.min_approvals,
-                         approvers_allowed=g.approvers)
+                         approvers_allowed=g.approvers, phase=phase,
+                         two_person_rule=self._req.approval.two_person_rule)
         self._gates[g.id] = rec
         self._status.gates.append(rec)
 
@@ -125,6 +143,7 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         # gcp-fidelity steps replay without them (and the audit can tell the two apart).
         workflow.patched(GCP_FIDELITY_PATCH)
         self._safety = workflow.patched(SAFETY_PATCH)
+        self._operator = self._safety and workflow.patched(OPERATOR_PATCH)
         self._publish()
         if self._safety and self._req.notifications.legacy_channels:
             return self._refuse_legacy_channels()
@@ -134,6 +153,9 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
                 await self._take_lease()
             await self._plan()
             for phase in self._book.phases:
+                if self._operator and phase.number > 1:
+                    await check_drift(self._req, self._book, self._status, phase,
+                                      self._gates[phase.gate.id], self._notify)
                 await self._await_gate(phase.gate, phase.escalation, phase.number)
                 await self._run_phase(phase)
             revisions_left = await self._cleanup()
@@ -243,7 +265,15 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         self._status.outcome_reason = reason
         self._status.finished_at = workflow.now()
         self._status.pending_gate = None
+        self._end_pause("the run ended")
         self._publish()
+
+    def _end_pause(self, why: str) -> None:
+        """Nothing holds once the run rolls back or ends: close the pause for the record."""
+        p = self._status.pause
+        if p is not None:
+            p.resumed_at, p.resumed_by, p.resume_reason = workflow.now(), "workflow", why
+            self._status.pause = None
 
     # ------------------------------------------------------------- publish ---------------
 
@@ -291,9 +321,12 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
         open_gate(g, spec)
         self._status.pending_gate = g
         self._status.state = RunState.AWAITING_APPROVAL
+        if self._operator and self._pauser.paused:
+            self._pauser.hold_at_gate(g.id)
         self._publish()
         await await_decision(g, spec, chain, phase, self._status,
-                             lambda: self._abort is not None, self._notify)
+                             lambda: self._abort is not None, self._notify,
+                             self._pauser.frozen if self._operator else (lambda: False))
         self._status.pending_gate = None
         if g.status == "OPEN":  # abort arrived while the gate was open
             g.status, g.closed_at = "ABORTED", workflow.now()
@@ -312,69 +345,13 @@ class RemediationWorkflow(ApprovalHandlers, PhaseRunner):
     def _aborted(self) -> Stop:
         return Stop(RunState.ABORTED, f"aborted by {self._abort.by}: {self._abort.reason}")
 
-    # -------------------------------------------------------------- cleanup --------------
-
-    async def _cleanup(self) -> list[str]:
-        """The irreversible deletion of old revisions, behind its own gate. Declining it
-        keeps the successful remediation; the revisions are reported as left in place."""
-        spec = self._book.cleanup
-        rec = self._steps[spec.step.id]
-        try:
-            await self._await_gate(spec.gate, spec.escalation, None)
-        except Stop as stop:
-            if stop.state == RunState.ABORTED:
-                raise
-            rec.status, rec.detail = StepStatus.SKIPPED, stop.reason
-            return await self._old_revisions()
-        try:
-            if self._safety and workflow.patched(FAULTS_PATCH):
-                await self._abortable(self._run_step(spec.step, None))
-            else:
-                await self._run_step(spec.step, None)
-        except (ActivityError, ApplicationError) as err:
-            # The remediation itself succeeded; a failed cleanup must not undo it.
-            rec.detail = f"cleanup failed: {error_text(err)}"
-            return await self._old_revisions()
-        return []  # the step deleted every revision that does not serve
-
-    async def _abortable(self, step: Awaitable[Any]) -> Any:
-        """Run ``step``; an abort accepted meanwhile cancels it and stops the run."""
-        task = asyncio.ensure_future(step)
-        try:
-            await workflow.wait_condition(lambda: task.done() or self._abort is not None)
-        except asyncio.CancelledError:
-            # A Temporal cancel: stop the step (and wait for it) before the rollback runs.
-            await self._stop(task)
-            raise
-        if task.done():
-            return task.result()
-        await self._stop(task)
-        raise self._aborted()
-
-    @staticmethod
-    async def _stop(task: asyncio.Future) -> None:
-        task.cancel()
-        try:
-            await task
-        except BaseException:  # noqa: BLE001 - its record says how it ended
-            pass
-
-    async def _old_revisions(self) -> list[str]:
-        """Revisions that cleanup would have deleted, read fresh for the report."""
-        service = self._req.targets.backend_service
-        try:
-            diag = await diagnose(self._req, f"Read revisions of {service} left in place (read-only)")
-        except (ActivityError, ApplicationError):
-            return []
-        svc = next((x for x in diag.run_services if x.name == service), None)
-        return svc.old_revisions() if svc else []
-
     # ------------------------------------------------------------- rollback --------------
 
     async def _rollback(self, end_state: RunState, reason: str) -> None:
         self._status.outcome_reason = reason
         self._status.state = RunState.ROLLING_BACK
         self._status.pending_gate = None
+        self._end_pause("the rollback does not pause")
         self._publish()
         for ph in self._status.phases:
             if ph.status == "RUNNING":  # interrupted by a cancellation mid-phase

@@ -21,7 +21,9 @@ def _change(rec: StepRecord) -> ChangeRecord:
 
 # A change in force at the end of a run: applied and not undone.
 _IN_FORCE = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.LEFT_IN_PLACE,
-             StepStatus.COMPENSATION_FAILED)
+             StepStatus.COMPENSATION_FAILED,
+             # skipped by a decision after sending part of its change
+             StepStatus.SKIPPED)
 
 
 def build_report(s: RunStatus, *, revisions_left: list[str] | None = None,
@@ -42,7 +44,8 @@ def build_report(s: RunStatus, *, revisions_left: list[str] | None = None,
         plan_digest=s.plan.digest if s.plan else None,
         phases=[PhaseSummary(number=p.number, title=p.title, status=p.status,
                              budget_s=p.budget_s, duration_s=p.duration_s,
-                             budget_breached=p.budget_breached) for p in s.phases],
+                             budget_breached=p.budget_breached,
+                             skipped_steps=p.skipped_steps) for p in s.phases],
         approvals=[a for g in s.gates for a in g.approvals],
         changes_applied=[_change(r) for r in mutated],
         changes_reverted=[_change(r) for r in mutated if r.status == StepStatus.COMPENSATED],
@@ -54,4 +57,6 @@ def build_report(s: RunStatus, *, revisions_left: list[str] | None = None,
         revisions_left_in_place=revisions_left or [],
         problems=[f"{r.id}: {r.error}" for r in s.steps if r.error],
         iac_followup=iac,
+        decisions=[g.decision for g in s.gates if g.decision is not None],
+        pauses=s.pauses,
     )

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.chaos
 
 # Heartbeat timeout (10 s) + first retry interval (2 s) + a worker's start, with room.
 RECOVERY_S = 45.0
-REQUEST = {"soak": {"window_s": 6, "sample_every_s": 3}}
+REQUEST = {"soak": {"window_s": 6, "sample_every_s": 3}, "on_step_failure": "rollback"}
 
 
 def read_running(chaos: Chaos, *activity_types: str):

@@ -21,7 +21,8 @@ from tests.chaos.kill_points import Point, predicate
 pytestmark = pytest.mark.chaos
 
 # Real time: a short soak (a few samples) keeps the run inside the suite's budget.
-REQUEST = {"soak": {"window_s": 6, "sample_every_s": 3}}
+# A failed step rolls back at once (no decision gate waiting in real time).
+REQUEST = {"soak": {"window_s": 6, "sample_every_s": 3}, "on_step_failure": "rollback"}
 
 
 # One kill per entry, in run order; the steps of a parallel group are cut by one kill.

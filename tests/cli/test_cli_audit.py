@@ -238,3 +238,96 @@ def test_payload_decoding():
     assert "payload, 3 bytes" in decode(Payload(metadata={"encoding": b"binary/encrypted"}, data=b"abc"))
     # What the SDK's converter cannot read is still shown as present, never dropped.
     assert decode(Payload(metadata={"encoding": b"json/plain"}, data=b"{bad")) == "<json/plain payload, 4 bytes>"
+
+
+def test_changes_show_the_fields_that_changed_not_whole_containers(happy):
+    md = to_markdown(happy)
+    applied = md.split("## Changes applied")[1].split("\n## ")[0]
+    row = next(r for r in applied.splitlines() if r.startswith("| configure-backend |"))
+    lines = row.split(" | ")[2].removesuffix(" |").split("<br>")
+    for line in ("template.containers[0].env.DATABASE_POOL_SIZE: 10 → 8",
+                 "(added) template.containers[0].env.VPC_CONNECTOR_SCALING_BUFFER: 30",
+                 "template.containers[0].resources.limits.memory: 512Mi → 6Gi",
+                 "(added) template.scaling.minInstanceCount: 2"):
+        assert line in lines, line
+    # The unchanged rest of the template (the image, the secrets) is left out of the row.
+    assert "us-docker.pkg.dev" not in row and "secretKeyRef" not in row and '"env"' not in row
+    assert "(added) databaseFlags.max_connections: 300" in md
+    page = to_html(happy)
+    assert "template.containers[0].resources.limits.memory: 512Mi → 6Gi<br>" in page
+
+
+def test_json_audit_carries_each_change_field_by_field(happy):
+    data = json.loads(to_json(happy))
+    diff = next(d for d in data["change_diffs"] if d["step_id"] == "configure-backend")
+    assert diff["outcome"] == "applied"
+    assert {"path": "template.containers[0].resources.limits.memory", "change": "changed",
+            "before": "512Mi", "after": "6Gi"} in diff["fields"]
+    assert {"path": "template.scaling.minInstanceCount", "change": "added",
+            "after": 2} in diff["fields"]
+    # The whole records stay for anyone who needs them.
+    assert data["changes_applied"][0]["before"] == {"machineType": "e2-micro", "minInstances": 2,
+                                                    "maxInstances": 3}
+
+
+@pytest.mark.parametrize("fmt, start", [("md", "# Audit of remediation run"),
+                                        ("MD", "# Audit of remediation run"),
+                                        ("markdown", "# Audit of remediation run"),
+                                        ("html", "<!DOCTYPE html>"), ("json", "{")])
+def test_audit_command_formats(fmt, start):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    r = CliRunner().invoke(app, ["audit", "--history-file",
+                                 str(FIXTURES / "happy_path.history.json"), "--format", fmt])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(start)
+
+
+def test_audit_command_refuses_an_unknown_format():
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    r = CliRunner().invoke(app, ["audit", "--history-file",
+                                 str(FIXTURES / "happy_path.history.json"), "--format", "pdf"])
+    assert r.exit_code == 1
+    assert "unknown format 'pdf'" in r.output and "markdown (or md)" in r.output
+
+
+def test_failure_decisions_pauses_and_resumes_are_decisions_in_the_audit():
+    from temporalio.api.common.v1 import Payloads
+    from temporalio.api.history.v1 import HistoryEvent, WorkflowExecutionSignaledEventAttributes
+
+    history = history_of("happy_path")
+    events = list(history.events)
+    last = events[-2]  # before the run completed
+
+    def signal(offset: int, name: str, payload: dict) -> HistoryEvent:
+        ev = HistoryEvent(event_id=last.event_id * 10 + offset, event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+                          workflow_execution_signaled_event_attributes=WorkflowExecutionSignaledEventAttributes(
+                              signal_name=name, identity="runbook-cli:test",
+                              input=Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"},
+                                                               data=json.dumps(payload).encode())])))
+        ev.event_time.CopyFrom(last.event_time)
+        return ev
+
+    extra = [signal(1, "pause", {"by": "gina", "reason": "db vacuum running"}),
+             signal(2, "resume", {"by": "gina", "reason": "vacuum done"}),
+             signal(3, "decide_failure", {"gate": "decide-configure-backend", "decision": "retry",
+                                          "by": "hank", "reason": "quota raised"})]
+    a = build_audit(WorkflowHistory(history.workflow_id, events[:-1] + extra + events[-1:]))
+    got = [(d.action, d.actor, d.gate, d.comment) for d in a.decisions[-3:]]
+    assert got == [("pause", "gina", None, "db vacuum running"),
+                   ("resume", "gina", None, "vacuum done"),
+                   ("decide", "hank", "decide-configure-backend", "retry: quota raised")]
+    assert any(e.kind == "decide" and "hank" in e.text for e in a.timeline)
+
+
+def test_a_plan_rebuilt_for_drift_is_explained_not_flagged():
+    """drift_reapproval: a phase-2 target changed by hand; the run rebuilt its plan before
+    the phase-2 gate. The audit says so instead of warning of a digest mismatch."""
+    path = Path(__file__).resolve().parent.parent / "histories" / "drift_reapproval.json"
+    a = build_audit(history_from_file(str(path)), source="fixture")
+    assert a.plan is not None and a.report.plan_digest != a.plan.digest
+    assert "WARNING" not in a.plan_note and "targets drifted" in a.plan_note
+    assert a.report.plan_digest in a.plan_note

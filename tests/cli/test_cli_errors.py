@@ -65,7 +65,7 @@ def test_audit_needs_an_id_or_a_file(offline_cli, tmp_path):
     assert r.code == 1 and "not a Temporal history export" in r.err, r.text
     assert "next: export it with `temporal workflow show" in r.err and "Traceback" not in r.text
     r = offline_cli("audit", "x", "--format", "pdf")
-    assert r.code == 1 and "markdown, json or html" in r.err
+    assert r.code == 1 and "markdown (or md), json or html" in r.err
 
 
 def test_unknown_state_is_named(offline_cli):

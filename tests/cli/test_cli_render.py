@@ -109,3 +109,53 @@ def test_plan_rendering_marks_irreversible_problems_and_digest():
     assert "desired.sql_tier: not offered" in out
     assert "SQL in maintenance" in out
     assert plan.digest in out
+
+
+def _containers(memory: str, pool: str) -> dict:
+    return {"template": {"containers": [{
+        "image": "us-docker.pkg.dev/netra-staging/netra/backend:2025-09-15",
+        "env": [{"name": "ENVIRONMENT", "value": "staging"},
+                {"name": "DATABASE_POOL_SIZE", "value": pool}],
+        "resources": {"limits": {"cpu": "4", "memory": memory}}}]}}
+
+
+def test_status_step_details_show_changed_fields_not_whole_resources():
+    st = _status()
+    st.steps[0].before, st.steps[0].after = _containers("4Gi", "5"), _containers("6Gi", "8")
+    st.steps[0].detail = "netra-backend-staging: revision 00004 ready"
+    out = text(render_status("x", st, now=NOW))
+    assert "revision 00004 ready" in out
+    assert "template.containers[0].env.DATABASE_POOL_SIZE: 5 → 8" in out
+    assert "template.containers[0].resources.limits.memory: 4Gi → 6Gi" in out
+    # Unchanged parts of the template (the image, the other variables) are left out.
+    assert "us-docker.pkg.dev" not in out and "ENVIRONMENT" not in out
+
+
+def test_status_step_details_are_bounded():
+    st = _status()
+    st.steps[0].before = {f"field{i}": i for i in range(10)}
+    st.steps[0].after = {f"field{i}": i + 1 for i in range(10)}
+    out = text(render_status("x", st, now=NOW))
+    assert "field0: 0 → 1" in out and "and 4 more field(s)" in out and "field9" not in out
+
+
+def test_report_lists_each_change_field_by_field():
+    from runbook.status import ChangeRecord
+    r = RemediationReport(incident_id="1278", outcome=RunState.SUCCEEDED, changes_applied=[
+        ChangeRecord(step_id="configure-backend", resource="netra-backend-staging",
+                     summary="Configure netra-backend-staging", before=_containers("4Gi", "5"),
+                     after=_containers("6Gi", "8"))])
+    out = text(render_report("wid", r))
+    assert "configure-backend: Configure netra-backend-staging" in out
+    assert "template.containers[0].resources.limits.memory: 4Gi → 6Gi" in out
+    assert "us-docker.pkg.dev" not in out and "'" not in out
+
+
+def test_plan_values_are_json_like():
+    plan = Plan(changes=[PlannedChange(step_id="deploy", resource="svc", field="env.X",
+                                       current=None, desired="45", reversible=True),
+                         PlannedChange(step_id="route", resource="svc", field="traffic",
+                                       current={"svc-00001": 50}, desired={"LATEST": 100},
+                                       reversible=True)])
+    out = text(render_plan(plan))
+    assert "null" in out and "{LATEST: 100}" in out and "None" not in out

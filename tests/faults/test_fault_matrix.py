@@ -72,7 +72,8 @@ def _param(cell: Cell, *marks: Any) -> Any:
 
 
 def request_for(cell: Cell) -> dict[str, Any]:
-    request: dict[str, Any] = {"soak": FAST_SOAK}
+    # Each cell proves the automatic rollback; decision gates have their own scenarios.
+    request: dict[str, Any] = {"soak": FAST_SOAK, "on_step_failure": "rollback"}
     if cell.kind.id == "operation-hang" and cell.target.phase is not None:
         request["budgets"] = {f"phase_{cell.target.phase.number}_s": HANG_BUDGET_S,
                               "hard_limit_factor": HANG_HARD_LIMIT_FACTOR}

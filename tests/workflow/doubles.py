@@ -225,8 +225,10 @@ class FakeCloud:
                 backend_services=[cloud._backend_state(b, w[f"backendservice/{b}"])
                                   for b in p["backend_services"]],
                 topology_read=True, connector_network="staging-vpc",
+                # ensure-certificate attaches the certificate beside the legacy one.
                 https_proxy=HttpsProxyState(name=p["https_proxy"], exists=True,
-                                            certificates=["staging-legacy-cert"],
+                                            certificates=["staging-legacy-cert"]
+                                            + ([p["certificate"]] if cert else []),
                                             url_map="staging-url-map",
                                             forwarding_rules=["staging-https-rule"],
                                             ip_addresses=["34.120.10.20"]),

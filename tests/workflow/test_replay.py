@@ -4,7 +4,9 @@ A change that would break running workflows (reordered commands, a new timer or
 upsert without ``workflow.patched``) fails here. Regenerate the fixtures only for an
 intended, versioned change: REMEDIATION_RECORD_HISTORIES=1 pytest tests/workflow
 
-``tests/histories/`` holds the current runbook's histories; ``tests/histories/v2/`` the
+``tests/histories/`` holds the current runbook's histories; ``tests/histories/v3/`` the ones
+recorded before the ``operator-1`` patch (decision gates on failure, pause, drift
+re-approval before each phase gate); ``tests/histories/v2/`` the
 ones recorded before the ``faults-1`` patch (a slow undo logged and escalated, cleanup
 yielding to an abort); ``tests/histories/v1/`` the
 ones recorded before the ``safety-1`` patch (target leases, per-channel notifications,
@@ -49,18 +51,43 @@ class DriftedWorkflow(RemediationWorkflow):
         return await super().run(request)
 
 
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False, failure_exception_types=BUG_EXCEPTION_TYPES)
+class UnguardedDriftCheck(RemediationWorkflow):
+    """operator-1's drift check without its ``workflow.patched`` guard: a re-diagnosis
+    before every later phase gate, also in runs recorded before it existed."""
+
+    @workflow.init
+    def __init__(self, request: Any = None) -> None:
+        super().__init__(request)
+
+    async def _await_gate(self, spec, chain, phase) -> None:
+        if phase and phase > 1 and not self._operator:
+            from workflows.drift_check import check_drift
+            await check_drift(self._req, self._book, self._status, self._book.phases[phase - 1],
+                              self._gates[spec.id], self._notify)
+        await super()._await_gate(spec, chain, phase)
+
+    @workflow.run
+    async def run(self, request: Any = None) -> RemediationReport:
+        return await super().run(request)
+
+
 V0 = {"happy_path", "empty_input", "gate_timeout", "hard_limit", "retry_succeeds",
       "non_retryable_phase_2", "bad_request", "preflight_refused", "gate_validation",
       "reject_phase_3", "abort_mid_step", "cancel_mid_step", "crash_resume"}
 V1 = V0 | {"serverless_happy_path"}
 V2 = V1 | {"lease_refused", "lease_waited", "notification_failed", "rollback_terminated_run"}
-EXPECTED = V2 | {"undo_deadline", "abort_in_cleanup", "soak_stretched"}
+V3 = V2 | {"undo_deadline", "abort_in_cleanup", "soak_stretched"}
+EXPECTED = V3 | {"decide_retry", "decide_skip", "decide_rollback", "decide_timeout",
+                 "pause_resume", "drift_reapproval"}
 SAVED = ([f"v0/{n}" for n in sorted(V0)] + [f"v1/{n}" for n in sorted(V1)]
-         + [f"v2/{n}" for n in sorted(V2)] + sorted(EXPECTED))
+         + [f"v2/{n}" for n in sorted(V2)] + [f"v3/{n}" for n in sorted(V3)]
+         + sorted(EXPECTED))
 
 
 def test_every_scenario_has_a_saved_history():
     assert EXPECTED <= {p.stem for p in HISTORIES.glob("*.json")}
+    assert V3 <= {p.stem for p in (HISTORIES / "v3").glob("*.json")}
     assert V2 <= {p.stem for p in (HISTORIES / "v2").glob("*.json")}
     assert V1 <= {p.stem for p in (HISTORIES / "v1").glob("*.json")}
     assert V0 <= {p.stem for p in (HISTORIES / "v0").glob("*.json")}
@@ -92,6 +119,20 @@ async def test_a_replay_breaking_change_is_reported_not_hung():
     path = HISTORIES / "serverless_happy_path.json"
     history = WorkflowHistory.from_json("drifted", json.loads(path.read_text()))
     replayer = Replayer(workflows=[DriftedWorkflow], data_converter=pydantic_data_converter,
+                        workflow_runner=UnsandboxedWorkflowRunner())
+    with pytest.raises(workflow.NondeterminismError):
+        await asyncio.wait_for(replayer.replay_workflow(history), timeout=60)
+
+
+async def test_the_operator_patch_is_what_keeps_runs_waiting_at_a_gate_replaying():
+    """A run recorded before operator-1 (v3) replays on the current code because the drift
+    check is guarded; the same change unguarded breaks it, promptly and by name."""
+    path = HISTORIES / "v3" / "happy_path.json"
+    history = WorkflowHistory.from_json("v3-happy", json.loads(path.read_text()))
+    ok = await Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter
+                        ).replay_workflow(history, raise_on_replay_failure=False)
+    assert ok.replay_failure is None
+    replayer = Replayer(workflows=[UnguardedDriftCheck], data_converter=pydantic_data_converter,
                         workflow_runner=UnsandboxedWorkflowRunner())
     with pytest.raises(workflow.NondeterminismError):
         await asyncio.wait_for(replayer.replay_workflow(history), timeout=60)
