@@ -8,12 +8,12 @@ import os
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 
 from cli.client import Settings
-from devstack.procs import StackError, log_tail
+from devstack.procs import StackError
 from devstack.stack import Stack, StackConfig, find_repo_root
+from devstack.supervisor import Supervisor
 
 
 class _Stop(Exception):
@@ -102,6 +102,7 @@ Stack is up.
 Next, in another terminal:
   {activate}{next_command(cfg)}
 
+A part that exits is restarted; this terminal says which.
 Press Ctrl-C to stop everything."""
 
 
@@ -121,16 +122,8 @@ def up(args: argparse.Namespace) -> int:
         print(banner(cfg), flush=True)
         if args.start_run:
             _start_run(cfg, args.incident, args.requested_by)
-        while True:
-            dead = stack.dead()
-            if dead:
-                for proc in dead:
-                    print(f"\n{proc.name} exited unexpectedly (code {proc.exited()}). Last lines of "
-                          f"{proc.log_path}:\n{log_tail(proc.log_path)}", file=sys.stderr)
-                print("Stopping the rest of the stack; fix the cause and run "
-                      "`./dev up` again.", file=sys.stderr)
-                return 1
-            time.sleep(1)
+        # A part that exits is restarted (with backoff) instead of taking the stack down.
+        Supervisor(stack, say=lambda m: print(m, flush=True)).watch()
     except StackError as err:
         print(f"\nerror: {err}", file=sys.stderr)
         return 1

@@ -21,6 +21,10 @@ from devstack import health
 from devstack.procs import ManagedProcess, StackError, log_tail
 
 
+# (what, ready) pairs for a part of the stack, given when its current start began.
+HealthChecks = Callable[[datetime], list[tuple[str, Callable[[], bool]]]]
+
+
 def find_repo_root(start: Path | None = None) -> Path:
     """The directory holding worker.py: the current one, else the checkout devstack lives in."""
     for candidate in (start or Path.cwd(), Path(__file__).resolve().parent.parent):
@@ -84,6 +88,7 @@ class Stack:
         self.cfg = cfg
         self.say = say
         self.procs: list[ManagedProcess] = []
+        self._checks: dict[str, HealthChecks] = {}
 
     def __enter__(self) -> "Stack":
         try:
@@ -114,12 +119,29 @@ class Stack:
         if cfg.with_worker:
             self._start_worker()
 
-    def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+    def launch(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+               checks: HealthChecks = lambda _since: []) -> ManagedProcess:
+        """Start a part of the stack and wait until each of its ``checks(since)`` passes
+        (``since``: when this start began); ``restart()`` repeats exactly that."""
         proc = ManagedProcess(name=name, argv=argv, log_path=self.cfg.data / "logs" / f"{name}.log",
                               cwd=self.cfg.root, env={"PYTHONUNBUFFERED": "1", **(env or {})})
-        proc.start()
         self.procs.append(proc)
+        self._checks[name] = checks
+        self._run(proc)
         return proc
+
+    def _run(self, proc: ManagedProcess) -> None:
+        since = datetime.now(timezone.utc)
+        proc.start()
+        for what, ready in self._checks[proc.name](since):
+            self._wait(proc, what, ready)
+
+    def restart(self, proc: ManagedProcess) -> None:
+        """Start an exited part again with the same command and health checks (the dev
+        server's command registers the search attributes again, its check waits for
+        them); raises StackError if it does not get healthy."""
+        proc.stop()  # whatever the exited process left in its group, e.g. holding a port
+        self._run(proc)
 
     def _wait(self, proc: ManagedProcess, what: str, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.cfg.start_timeout_s
@@ -148,18 +170,18 @@ class Stack:
         for name, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
         self.say(f"starting Temporal dev server on {cfg.temporal_address} (UI {cfg.ui_url})")
-        proc = self._launch("temporal", argv)
-        self._wait(proc, "Temporal server", lambda: health.temporal_ready(
-            cfg.temporal_address, cfg.namespace, list(SEARCH_ATTRIBUTES)))
-        self._wait(proc, "Temporal Web UI", lambda: health.http_ok(f"{cfg.ui_url}/api/v1/settings"))
+        self.launch("temporal", argv, checks=lambda _since: [
+            ("Temporal server", lambda: health.temporal_ready(
+                cfg.temporal_address, cfg.namespace, list(SEARCH_ATTRIBUTES))),
+            ("Temporal Web UI", lambda: health.http_ok(f"{cfg.ui_url}/api/v1/settings"))])
 
     def _start_sim(self) -> None:
         cfg = self.cfg
         argv = [sys.executable, "-m", "gcpsim", "--port", str(cfg.sim_port),
                 "--data-dir", str(cfg.data / "gcpsim"), "--speed", str(cfg.sim_speed)]
         self.say(f"starting GCP simulator on {cfg.sim_endpoint} (speed x{cfg.sim_speed:g})")
-        proc = self._launch("gcpsim", argv)
-        self._wait(proc, "GCP simulator", lambda: health.http_ok(f"{cfg.sim_endpoint}/_sim/healthz"))
+        self.launch("gcpsim", argv, checks=lambda _since: [
+            ("GCP simulator", lambda: health.http_ok(f"{cfg.sim_endpoint}/_sim/healthz"))])
 
     def worker_env(self) -> dict[str, str]:
         cfg = self.cfg
@@ -182,15 +204,13 @@ class Stack:
         if not (cfg.root / "worker.py").is_file():
             raise StackError(f"worker.py not found in {cfg.root}: run devstack from the repository root")
         self.say(f"starting worker on task queue {cfg.task_queue!r}")
-        since = datetime.now(timezone.utc)
-        proc = self._launch("worker", [sys.executable, "worker.py"], self.worker_env())
-        self._wait(proc, "worker", lambda: health.worker_polling(
-            cfg.temporal_address, cfg.namespace, cfg.task_queue, since))
+        # Only a poller newer than this (re)start counts: the server still lists a dead
+        # worker's poller for a while.
+        self.launch("worker", [sys.executable, "worker.py"], self.worker_env(), checks=lambda since: [
+            ("worker", lambda: health.worker_polling(
+                cfg.temporal_address, cfg.namespace, cfg.task_queue, since))])
 
     # --- run / stop -------------------------------------------------------------------
-
-    def dead(self) -> list[ManagedProcess]:
-        return [p for p in self.procs if p.exited() is not None]
 
     def stop(self) -> None:
         # Reverse order: the worker goes before the server it talks to.
