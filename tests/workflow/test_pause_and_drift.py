@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from runbook.drift import NOW_AT_DESIRED
 from runbook.messages import UPDATE_PAUSE, UPDATE_RESUME
 from runbook.status import RunState
 from tests.workflow.doubles import FakeCloud
+from workflows import search_attributes as sa
 from tests.workflow.harness import (
     FAST_SOAK,
     GATES,
@@ -58,6 +60,8 @@ async def test_pause_mid_phase_finishes_the_step_then_holds_and_at_a_gate(time_s
         cloud.hold["deploy-incident-env"].set()
         st = await until(env, handle, lambda s: s.state == RunState.PAUSED, skip_s=0)
         assert st.pause.held_before == "step route-traffic"
+        attrs = (await handle.describe()).typed_search_attributes
+        assert attrs.get(sa.STATE) == "PAUSED"  # the UI's list and filters see it too
         await env.sleep(timedelta(hours=1))  # the budget keeps running (default)
         st = await status(handle)
         assert "route-traffic" not in cloud.step_calls("route_traffic_to_latest")
@@ -109,12 +113,17 @@ async def test_drift_before_phase_2_rebuilds_the_plan_and_refuses_the_old_digest
         st = await until(env, handle, at_gate("phase-1"))
         old = st.plan.digest
         await approve(handle, "phase-1", plan_digest=old)
-        # Someone edits a phase-2 target by hand while phase 1 runs.
+        # Someone edits a phase-2 target by hand while phase 1 runs, and sets another one
+        # to what the runbook would have: that step's change becomes unnecessary.
         cloud.world[f"healthcheck/{HC}"]["check_interval_s"] = 17
+        cloud.world["backendservice/staging-auth-service"]["timeout_s"] = 600
         st = await until(env, handle, at_gate("phase-2"))
         gate = st.pending_gate
-        assert [(d.resource, d.field, d.planned_from, d.now) for d in gate.drift] == [
+        assert sorted((d.resource, d.field, d.planned_from, d.now) for d in gate.drift) == [
+            ("staging-auth-service", "timeoutSec", 30, NOW_AT_DESIRED),
             (HC, "checkIntervalSec", 5, 17)]
+        # The rebuilt plan no longer changes the auth backend's timeout.
+        assert not [c for c in st.plan.changes if c.step_id == "backend-timeout-staging-auth-service"]
         assert st.plan.rebuilt_from == old and st.plan.digest != old
         for extra in ({"plan_digest": old}, {}):
             with pytest.raises(WorkflowUpdateFailedError) as info:
