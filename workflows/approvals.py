@@ -119,6 +119,7 @@ class ApprovalHandlers:
         # Stop the running phase now: its in-flight activities are cancelled and report
         # what they changed, then the saga rolls everything back.
         if self._phase_task is not None and not self._phase_task.done():
+            self._stopping = True
             self._phase_task.cancel()
         return None
 

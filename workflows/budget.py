@@ -23,7 +23,8 @@ with workflow.unsafe.imports_passed_through():
 async def watch_budget(task: asyncio.Task, phase: PhaseSpec, rec: PhaseRecord,
                        notify: Callable[..., Awaitable[None]],
                        running: Callable[[], list[str]] = lambda: [],
-                       frozen: Callable[[], bool] = lambda: False) -> str | None:
+                       frozen: Callable[[], bool] = lambda: False,
+                       cancel: Callable[[], None] | None = None) -> str | None:
     """Wait for ``task``; None when it finished, else (hard limit hit, task cancelled)
     the recipient of the hard-limit notice."""
     midway = lambda: rec.budget_at + (rec.hard_limit_at - rec.budget_at) / 2  # noqa: E731
@@ -35,7 +36,7 @@ async def watch_budget(task: asyncio.Task, phase: PhaseSpec, rec: PhaseRecord,
             return None
         if level == "hard_limit":
             rec.stuck_steps = running()
-            task.cancel()
+            (cancel or task.cancel)()
             await workflow.wait_condition(task.done)
             return recipient
         rec.budget_breached = True

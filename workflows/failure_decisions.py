@@ -27,7 +27,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 from workflows.gates import await_decision, open_gate
-from workflows.step_errors import PhaseFailed
+from workflows.step_errors import PhaseFailed, error_type
 
 with workflow.unsafe.imports_passed_through():
     from runbook.activity_io import StepOutcome
@@ -45,6 +45,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pause import PauseControl
 
 
+# Failures a retry cannot cure: the soak stopped at its sample bound.
+NOT_RETRYABLE_BY_DECISION = ("SoakNeverClean",)
+
+
 class FailureDecisions:
     _status: RunStatus
     _steps: dict[str, StepRecord]
@@ -53,6 +57,7 @@ class FailureDecisions:
     _req: RemediationRequest | None
     _abort: Any
     _operator: bool
+    _stopping: bool
     _pauser: PauseControl
 
     # -------------------------------------------------------------- running ------------
@@ -75,7 +80,10 @@ class FailureDecisions:
                 self._skip(step, phase, decision)
                 return
             await self._pauser.hold(f"retry of {step.id}")
-            prior = self._take_applied(step)
+            if step.kind == "soak":  # a fresh window: the retry's samples count from zero
+                ph = self._status.phases[phase.number - 1]
+                ph.soak_samples = ph.soak_restarts = 0
+            index, prior = self._take_applied(step)
             try:
                 await self._run_step(step, phase)
                 return
@@ -84,12 +92,12 @@ class FailureDecisions:
                     raise
                 err = again
             finally:
-                self._keep_first_before(step, prior)
+                self._keep_first_before(step, index, prior)
 
     def _asks(self, phase: PhaseSpec | None, err: BaseException) -> bool:
         """Whether this failure opens a decision gate: a step's own failure (not a
         cancellation, an abort or the hard limit) in a phase whose policy is ``ask``."""
-        if not self._operator or phase is None or self._abort is not None:
+        if not self._operator or phase is None or self._abort is not None or self._stopping:
             return False
         if not isinstance(err, (ActivityError, ApplicationError)):
             return False
@@ -101,7 +109,7 @@ class FailureDecisions:
 
     async def _decide(self, step: StepSpec, phase: PhaseSpec, err: BaseException) -> FailureDecision:
         s, rec = self._status, self._steps[step.id]
-        g, spec = self._open_decision_gate(step, phase, rec)
+        g, spec = self._open_decision_gate(step, phase, rec, error_type(err))
         chain = phase.escalation
         await self._notify("escalation", chain[0],
                          f"Incident {s.incident_id}: {step.id} failed in phase {phase.number}",
@@ -132,8 +140,8 @@ class FailureDecisions:
                               f"back: {g.decision.reason or 'no reason given'}")
         return g.decision
 
-    def _open_decision_gate(self, step: StepSpec, phase: PhaseSpec,
-                            rec: StepRecord) -> tuple[GateRecord, GateSpec]:
+    def _open_decision_gate(self, step: StepSpec, phase: PhaseSpec, rec: StepRecord,
+                            failure_type: str) -> tuple[GateRecord, GateSpec]:
         s = self._status
         earlier = sum(1 for g in s.gates if g.kind == "decision" and g.step_id == step.id)
         gate_id = f"decide-{step.id}" + (f"-{earlier + 1}" if earlier else "")
@@ -143,7 +151,9 @@ class FailureDecisions:
                         min_approvals=1, approvers=approvers,
                         remind_after_s=policy.remind_after_s,
                         escalate_after_s=policy.escalate_after_s, timeout_s=policy.timeout_s)
-        options = ["retry", *(["skip"] if step.skippable else []), "rollback"]
+        # A soak that used up its samples would only use them up again (history bound).
+        retry = [] if failure_type in NOT_RETRYABLE_BY_DECISION else ["retry"]
+        options = [*retry, *(["skip"] if step.skippable else []), "rollback"]
         in_force = [st.id for st, _, out in self._applied if out is not None and out.changed]
         g = GateRecord(id=gate_id, title=spec.title, kind="decision", phase=phase.number,
                        min_approvals=1, approvers_allowed=approvers,
@@ -163,6 +173,7 @@ class FailureDecisions:
     def _close_decision_gate(self, g: GateRecord) -> None:
         s = self._status
         s.pending_gate = None
+        self._pauser.left_gate()
         if s.state in (RunState.AWAITING_DECISION, RunState.PAUSED) and s.pause is None:
             s.state = RunState.RUNNING
         if self._safety and g.status != "TIMED_OUT":  # a breach stays paged: a human must look
@@ -191,29 +202,29 @@ class FailureDecisions:
             f"{step.id} by {decision.by}: {decision.reason or 'no reason given'}")
         self._publish()
 
-    def _take_applied(self, step: StepSpec) -> StepOutcome | None:
-        """Remove the failed attempt's saga entry before a retry; return what it sent."""
+    def _take_applied(self, step: StepSpec) -> tuple[int | None, StepOutcome | None]:
+        """Remove the failed attempt's saga entry before a retry; return where it stood
+        on the stack and what it sent."""
         for i in range(len(self._applied) - 1, -1, -1):
             if self._applied[i][0] is step:
-                return self._applied.pop(i)[2]
-        return None
+                return i, self._applied.pop(i)[2]
+        return None, None
 
-    def _keep_first_before(self, step: StepSpec, prior: StepOutcome | None) -> None:
-        """The retry's saga entry restores what the FIRST attempt found: a failed attempt
-        may have sent part of the change, so the retry's own ``before`` is not the
-        original state."""
-        if prior is None or not prior.changed:
-            return
-        for i in range(len(self._applied) - 1, -1, -1):
-            entry_step, rec, outcome = self._applied[i]
-            if entry_step is not step:
-                continue
-            if outcome is None:
-                self._applied[i] = (step, rec, prior)
+    def _keep_first_before(self, step: StepSpec, index: int | None,
+                           prior: StepOutcome | None) -> None:
+        """The retry's saga entry takes the failed attempt's place on the stack (undo
+        order unchanged) and restores what the FIRST attempt found: a failed attempt may
+        have sent part of the change, so the retry's own ``before`` is not the original."""
+        at = next((i for i in range(len(self._applied) - 1, -1, -1)
+                   if self._applied[i][0] is step), None)
+        entry = self._applied.pop(at) if at is not None else None
+        if prior is not None and prior.changed:
+            if entry is None or entry[2] is None:
+                entry = (step, self._steps[step.id], prior)
             else:
-                self._applied[i] = (step, rec, outcome.model_copy(update={
+                entry = (step, entry[1], entry[2].model_copy(update={
                     "before": prior.before, "changed": True,
-                    "resource": outcome.resource or prior.resource}))
-            rec.before, rec.changed = prior.before, True
-            return
-        self._applied.append((step, self._steps[step.id], prior))
+                    "resource": entry[2].resource or prior.resource}))
+            entry[1].before, entry[1].changed = prior.before, True
+        if entry is not None:
+            self._applied.insert(len(self._applied) if index is None else index, entry)

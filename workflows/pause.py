@@ -15,7 +15,7 @@ Deterministic: workflow time and ``wait_condition`` only.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Callable
 
 from temporalio import workflow
@@ -77,7 +77,7 @@ class PauseControl:
         now = workflow.now()
         record.resumed_at, record.resumed_by, record.resume_reason = now, msg.by, msg.reason
         if self.frozen():
-            self._shift_deadlines(now - record.held_at, record.held_at)
+            self._shift_deadlines(record.held_at, now)
         s.pause = None
         if s.state == RunState.PAUSED and self._state_before is not None:
             s.state = self._state_before
@@ -108,6 +108,7 @@ class PauseControl:
         if p.held_at is None:
             p.held_at = workflow.now()
         p.held_before = before
+        self._state_before = None  # not at a gate any more: resuming shows the step
         state = s.state
         s.state = RunState.PAUSED
         self._publish()
@@ -115,21 +116,30 @@ class PauseControl:
         s.state = state if state != RunState.PAUSED else RunState.RUNNING
         self._publish()
 
-    def _shift_deadlines(self, held: timedelta, since: datetime) -> None:
-        """Frozen deadlines move on by the time the run held (only those still ahead)."""
+    def left_gate(self) -> None:
+        """The gate the run held at closed while paused: resuming goes on to its steps."""
+        if self._state_before is not None:
+            self._state_before = RunState.RUNNING
+
+    def _shift_deadlines(self, held_at: datetime, now: datetime) -> None:
+        """Frozen deadlines move on by the time the run held while they existed: a phase
+        (or gate) that started during the pause moves by less than the whole pause."""
         s = self._status
         phase = s.phases[s.current_phase - 1] if s.current_phase else None
-        if phase is not None and phase.status == "RUNNING":
-            for name in ("budget_at", "hard_limit_at"):
-                at = getattr(phase, name)
-                if at is not None and at > since:
-                    setattr(phase, name, at + held)
+        if phase is not None and phase.status == "RUNNING" and phase.hard_limit_at:
+            since = max(held_at, phase.started_at or held_at)
+            # Budget and hard limit move together, so the escalation halfway between them
+            # (workflows/budget.py) moves by the same time, even after a breach passed.
+            if phase.hard_limit_at > since:
+                phase.budget_at += now - since
+                phase.hard_limit_at += now - since
         g = s.pending_gate
         if g is not None:
+            since = max(held_at, g.opened_at or held_at)
             for name in ("remind_at", "escalate_at", "timeout_at"):
                 at = getattr(g, name)
                 if at is not None and at > since:
-                    setattr(g, name, at + held)
+                    setattr(g, name, at + (now - since))
 
 
 async def wait_deadline(deadline: Callable[[], datetime], done: Callable[[], bool],

@@ -67,7 +67,8 @@ class PhaseRunner:
         running = lambda: [s.id for s in self._status.steps  # noqa: E731
                            if s.id in ids and s.status == StepStatus.RUNNING]
         frozen = self._pauser.frozen if self._operator else (lambda: False)
-        recipient = await watch_budget(task, phase, rec, self._notify, running, frozen)
+        recipient = await watch_budget(task, phase, rec, self._notify, running, frozen,
+                                       cancel=lambda: self._cancel_phase(task))
         if recipient is not None:
             rec.status = "FAILED"
             self._close_phase(rec)
@@ -96,11 +97,18 @@ class PhaseRunner:
         rec.duration_s = (rec.finished_at - rec.started_at).total_seconds()
         self._publish()
 
+    def _cancel_phase(self, task: asyncio.Task) -> None:
+        """Stop the phase's steps (hard limit, Temporal cancel). A step cancelled this way
+        reports an ordinary activity failure (its checkpoint), which must not open a
+        decision gate: ``_stopping`` tells ``_asks`` (workflows/failure_decisions.py)."""
+        self._stopping = True
+        task.cancel()
+
     async def _stop_phase_task(self) -> None:
         """On cancellation, let in-flight steps finish cancelling so their records land."""
         task = self._phase_task
         if task is not None and not task.done():
-            task.cancel()
+            self._cancel_phase(task)
             await workflow.wait_condition(task.done)
         self._phase_task = None
 
@@ -185,6 +193,8 @@ class PhaseRunner:
             self._end_step(rec)
             raise
         rec.status = StepStatus.SUCCEEDED
+        # A retry decided after a failure succeeded: the failure is the decision gate's.
+        rec.error, rec.outcome_unknown = None, False
         rec.attempts, rec.changed = outcome.attempt, outcome.changed
         rec.before, rec.after, rec.detail = outcome.before, outcome.after, outcome.detail
         rec.resource = outcome.resource

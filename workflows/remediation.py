@@ -94,6 +94,9 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
         # Set at run start from the operator-1 patch marker: decisions on failure, pause,
         # drift re-approval (workflows/failure_decisions.py, pause.py, drift_check.py).
         self._operator = False
+        # The run itself is stopping the phase's steps (hard limit, cancel): their failures
+        # are not decided on (workflows/phase_runner.py ``_cancel_phase``).
+        self._stopping = False
         self._pauser = PauseControl(self._status, self._publish,
                                     req.pause.freeze_deadlines if req else False)
         self._cancelled = False
@@ -328,6 +331,7 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
                              lambda: self._abort is not None, self._notify,
                              self._pauser.frozen if self._operator else (lambda: False))
         self._status.pending_gate = None
+        self._pauser.left_gate()
         if g.status == "OPEN":  # abort arrived while the gate was open
             g.status, g.closed_at = "ABORTED", workflow.now()
         if self._safety and g.status != "TIMED_OUT":

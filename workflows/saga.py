@@ -52,7 +52,7 @@ async def compensate(applied: list[Applied], log: list[RollbackEntry],
         if not step.reversible or step.compensation is None:
             # A step that failed after sending its change (say, its operation never
             # finished) cannot tell whether the change landed: say so, not "in force".
-            detail = ("irreversible change; still in force" if rec.status != StepStatus.FAILED
+            detail = ("irreversible change; still in force" if rec.status not in (StepStatus.FAILED, StepStatus.SKIPPED)
                       else "irreversible change sent before the step failed; it may be in "
                            f"force: check {outcome.resource or step.id}")
             rec.status = StepStatus.LEFT_IN_PLACE

@@ -48,6 +48,14 @@ def error_text(err: BaseException) -> str:
     return f"{kind}: {message}" if message else kind
 
 
+def error_type(err: BaseException) -> str:
+    """The ``type`` of the ApplicationError behind ``err`` ("" when there is none)."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = getattr(cause, "cause", None)
+    return (cause.type or "") if cause is not None else ""
+
+
 def failure_details(err: BaseException) -> list[Any]:
     """Details an activity attached to its failure (or its last heartbeat on timeout)."""
     cause = getattr(err, "cause", None)
