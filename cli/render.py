@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Callable
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -59,12 +60,14 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{abs(seconds):.1f}s" if abs(seconds) < 10 else f"{sec}s"
 
 
-def countdown(at: datetime | None, now: datetime) -> str:
-    """'in 4m12s' before the moment, 'overdue by 30s' after it."""
+def countdown(at: datetime | None, now: datetime,
+              duration: Callable[[float], str] | None = None) -> str:
+    """'in 4m12s' before the moment, 'overdue by 30s' after it (``duration`` formats)."""
     if at is None:
         return "-"
     delta = (_utc(at) - now).total_seconds()
-    return f"in {fmt_duration(delta)}" if delta >= 0 else f"overdue by {fmt_duration(delta)}"
+    text = (duration or fmt_duration)(delta)
+    return f"in {text}" if delta >= 0 else f"overdue by {text}"
 
 
 def _styled(value: str) -> Text:

@@ -18,6 +18,7 @@ from rich.text import Text
 from temporalio.client import WorkflowExecutionDescription
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from cli.render import countdown
 from runbook.activity_io import checkpoint_in
 
 
@@ -82,10 +83,8 @@ def dur(seconds: float | None) -> str:
 
 
 def until(at: datetime | None, now: datetime) -> str:
-    if at is None:
-        return "-"
-    delta = (utc(at) - now).total_seconds()
-    return f"in {dur(delta)}" if delta >= 0 else f"overdue {dur(delta)}"
+    """A countdown in the view's compact durations ("in 4m12s", "overdue by 30s")."""
+    return countdown(at, now, dur)
 
 
 def clock(dt: datetime) -> str:

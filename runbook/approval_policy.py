@@ -42,7 +42,21 @@ def identity_problem(value: str) -> str | None:
 Identity = Annotated[str, AfterValidator(identity)]
 
 
-class GatePolicy(StrictInput):
+class OrderedDeadlines(StrictInput):
+    """A gate's ladder: remind, then escalate, then time out (a gate or a decision gate)."""
+
+    remind_after_s: Seconds
+    escalate_after_s: Seconds
+    timeout_s: Seconds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "OrderedDeadlines":
+        if not self.remind_after_s <= self.escalate_after_s <= self.timeout_s:
+            raise ValueError("need remind_after_s <= escalate_after_s <= timeout_s")
+        return self
+
+
+class GatePolicy(OrderedDeadlines):
     remind_after_s: Seconds = 15 * 60
     escalate_after_s: Seconds = 30 * 60
     timeout_s: Seconds = 2 * 60 * 60
@@ -50,12 +64,6 @@ class GatePolicy(StrictInput):
     # Empty: anyone may approve (still subject to the two-person rule). Stored in each
     # person's one spelling (runbook/identity.py), as approvals are compared.
     approvers: Annotated[list[Identity], Field(max_length=MAX_LIST)] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "GatePolicy":
-        if not self.remind_after_s <= self.escalate_after_s <= self.timeout_s:
-            raise ValueError("need remind_after_s <= escalate_after_s <= timeout_s")
-        return self
 
     def quorum_problem(self, requester: str, two_person_rule: bool) -> str | None:
         """Why no set of allowed approvers can ever approve this gate, or None."""

@@ -14,26 +14,20 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from runbook.approval_policy import Seconds
+from runbook.approval_policy import OrderedDeadlines, Seconds
 from runbook.field_problems import StrictInput
 
 OnFailure = Literal["rollback", "ask"]
 DECISIONS = ("retry", "skip", "rollback")
 
 
-class DecisionGatePolicy(StrictInput):
+class DecisionGatePolicy(OrderedDeadlines):
     """Deadlines of a decision gate: shorter than a phase gate's, since a phase is
     half-done and its budget keeps running while the gate waits."""
 
     remind_after_s: Seconds = 5 * 60
     escalate_after_s: Seconds = 10 * 60
     timeout_s: Seconds = 30 * 60
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "DecisionGatePolicy":
-        if not self.remind_after_s <= self.escalate_after_s <= self.timeout_s:
-            raise ValueError("need remind_after_s <= escalate_after_s <= timeout_s")
-        return self
 
 
 class FailurePolicy(StrictInput):
