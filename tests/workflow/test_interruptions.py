@@ -64,6 +64,8 @@ async def test_workflow_cancel_mid_step_still_compensates(time_skipping_env):
     handle, report, st = await _stopped_mid_configure_backend(env, cloud, tq, cancel)
     assert report.outcome == RunState.ABORTED
     assert report.reason == "cancelled by workflow cancellation"
+    # The step the cancel stopped is not "failed" for a decision: no gate, no wait.
+    assert not any(g.kind == "decision" for g in st.gates)
     assert cloud.compensations() == ["configure-backend", "route-traffic",
                                      "deploy-incident-env", "vpc-access-auth", "expand-sql"]
     assert cloud.restored_except_connector()
