@@ -29,13 +29,13 @@ from cli.audit_model import (
 )
 from cli.diffs import format_value
 from runbook.payloads import decode, first
-from cli.runbook_version import older_version_note, patch_id
+from cli.audit_plan import rebuild_plan
+from cli.runbook_version import patch_id
 from runbook import activity_names as act
 from runbook import messages as m
-from runbook.activity_io import UNDO_PREFIX, Diagnosis
+from runbook.activity_io import UNDO_PREFIX
 from runbook.outcome import MEMO_REPORT, report_from_details
 from runbook.changes_in_force import abandoned_run
-from runbook.plan import build_plan
 from runbook.request import request_problems
 from runbook.status import TERMINAL_STATES, ChangeRecord, RunState
 from workflows import search_attributes as sa
@@ -297,42 +297,7 @@ class _Builder:
                             else "ignored by the run (not in its approvals)")
 
     def _plan(self) -> None:
-        """Rebuild the plan from the request and the diagnosis recorded in history.
-
-        The plan is a pure function of the two (runbook.plan), so this is the plan the
-        approvers saw; its digest is checked against the one the run reported.
-        """
-        a = self.a
-        req, _ = request_problems(a.request)
-        if req is None or self.diagnosis is None:
-            a.plan_note = "no completed diagnosis in history yet" if req else "request is not valid"
-            return
-        from runbook.default_runbook import build_runbook
-
-        try:
-            a.plan = build_plan(req, build_runbook(req), Diagnosis.model_validate(self.diagnosis))
-        except Exception as err:  # a history from another version of the models
-            a.plan_note = f"could not rebuild the plan from history: {err}"
-            return
-        reported = a.report.plan_digest if a.report else None
-        digests = {d.plan_digest for d in a.decisions if d.plan_digest}
-        older = older_version_note(self.patches)
-        if reported and reported != a.plan.digest and self.rediagnosed and not older:
-            a.plan_note = (f"rebuilt from the request and the first diagnosis (digest "
-                           f"{a.plan.digest}); the run rebuilt its plan at a later gate because "
-                           f"targets drifted, and reported digest {reported}: see the gates' "
-                           "drift in `runbook status`")
-        elif reported and reported != a.plan.digest:
-            a.plan_note = (f"WARNING: the run reported plan digest {reported} but the plan rebuilt "
-                           f"from history has digest {a.plan.digest}"
-                           + (f": {older}" if older else ""))
-        else:
-            a.plan_note = "rebuilt from the request and the recorded diagnosis"
-        if older and not a.plan_note.startswith("WARNING"):
-            a.plan_note = f"WARNING: {older}"
-        for d in sorted(digests - {a.plan.digest}):
-            a.notes.append(f"an approval named plan digest {d}, which is not this run's plan "
-                           f"({a.plan.digest})")
+        rebuild_plan(self.a, self.diagnosis, self.rediagnosed, self.patches)
 
     def _changes(self) -> None:
         a = self.a

@@ -331,3 +331,6 @@ def test_a_plan_rebuilt_for_drift_is_explained_not_flagged():
     assert a.plan is not None and a.report.plan_digest != a.plan.digest
     assert "WARNING" not in a.plan_note and "targets drifted" in a.plan_note
     assert a.report.plan_digest in a.plan_note
+    # Approvals of the first plan (phase-1) and of the rebuilt one (phase-2 on) are both
+    # this run's plans: neither is flagged as naming a foreign plan.
+    assert not [n for n in a.notes if "not this run's plan" in n]
