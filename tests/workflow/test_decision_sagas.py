@@ -140,3 +140,24 @@ async def test_temporal_cancel_mid_step_in_asking_phase(time_skipping_env):
     dec = [g for g in st.gates if g.kind == "decision"]
     assert not dec and report.outcome == RunState.ABORTED
     assert (st.finished_at - st.started_at) < timedelta(minutes=5)  # workflow time: no gate wait
+
+
+async def test_hard_limit_mid_step_in_asking_phase_rolls_back_without_a_decision(time_skipping_env):
+    """The hard limit stops configure-backend after it sent its change: the step reports
+    an ordinary activity failure with its checkpoint, which must not open a decision gate
+    (the run would wait out the gate's timeout instead of rolling back)."""
+    env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
+    cloud.hold["configure-backend"] = asyncio.Event()
+    # A held activity keeps the test server from skipping time: a 5 s hard limit, real time.
+    request = {"soak": FAST_SOAK, "budgets": {"phase_2_s": 5, "hard_limit_factor": 1.0}}
+    async with worker_for(env, cloud, tq):
+        handle = await start(env, request, tq)
+        for g in GATES[:2]:
+            await approve_when_pending(env, handle, g)
+        await asyncio.wait_for(cloud.holding["configure-backend"].wait(), 30)
+        report = await finished(handle)
+        st = await status(handle)
+    assert report.outcome == RunState.ROLLED_BACK and "hard limit" in report.reason
+    assert not any(g.kind == "decision" for g in st.gates)
+    assert cloud.compensations().count("configure-backend") == 1
+    assert cloud.restored_except_connector()
