@@ -64,3 +64,14 @@ async def test_a_mutation_gets_no_empty_heartbeat_and_times_out(dev_server_env) 
         await _run(dev_server_env, act.SCALE_CONNECTOR)
     timeout = err.value.cause.cause
     assert isinstance(timeout, TemporalTimeout) and timeout.type == TimeoutType.HEARTBEAT
+
+
+async def test_the_worker_sends_heartbeats_well_inside_every_heartbeat_timeout(time_skipping_env) -> None:
+    """The production worker's send interval: a cancellation (abort, hard limit) reaches an
+    activity only in a heartbeat's answer, and a checkpoint survives a crash only once
+    sent. The SDK's default waits 0.8 x the timeout (8 s of a 10 s heartbeat timeout)."""
+    from worker import HEARTBEAT_SEND_INTERVAL, build_worker
+
+    w = build_worker(time_skipping_env.client, f"tq-{uuid.uuid4().hex[:8]}", [])
+    assert w.config()["max_heartbeat_throttle_interval"] == HEARTBEAT_SEND_INTERVAL
+    assert HEARTBEAT_SEND_INTERVAL.total_seconds() * 4 <= act.READ_HEARTBEAT_S
