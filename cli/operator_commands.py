@@ -43,9 +43,7 @@ def register(app: typer.Typer, runs: Callable[..., Any], out: Console) -> None:
               by: str = typer.Option(..., help="who pauses"),
               reason: str = typer.Option("", help="why; shown in status and the UI")) -> None:
         """Pause a run: it finishes the step in flight, then holds before the next one."""
-        rec = asyncio.run(actions.send_update(ctx.obj, workflow_id, m.UPDATE_PAUSE,
-                                              m.PauseRequest(by=by, reason=reason), PauseRecord,
-                                              "pause"))
+        rec = _send_pause(ctx, workflow_id, m.UPDATE_PAUSE, by, reason, "pause")
         when = "now" if rec.held_at else "after the step in flight"
         clock = ("deadlines are frozen while it holds" if rec.freeze_deadlines
                  else "budgets and gate deadlines keep running")
@@ -58,9 +56,14 @@ def register(app: typer.Typer, runs: Callable[..., Any], out: Console) -> None:
                by: str = typer.Option(..., help="who resumes"),
                reason: str = typer.Option("", help="why; recorded in history")) -> None:
         """Resume a paused run."""
-        rec = asyncio.run(actions.send_update(ctx.obj, workflow_id, m.UPDATE_RESUME,
-                                              m.PauseRequest(by=by, reason=reason), PauseRecord,
-                                              "resume"))
+        rec = _send_pause(ctx, workflow_id, m.UPDATE_RESUME, by, reason, "resume")
         held = (rec.resumed_at - rec.held_at).total_seconds() if rec.held_at and rec.resumed_at else 0
         out.print(Text.assemble(("resumed: ", "bold green"),
                                 f"{workflow_id} goes on after holding {held:.0f}s"))
+
+
+def _send_pause(ctx: typer.Context, workflow_id: str, update: str, by: str, reason: str,
+                verb: str) -> PauseRecord:
+    """Pause and resume carry the same message and answer with the pause record."""
+    return asyncio.run(actions.send_update(ctx.obj, workflow_id, update,
+                                           m.PauseRequest(by=by, reason=reason), PauseRecord, verb))

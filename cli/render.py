@@ -39,12 +39,13 @@ STATUS_STYLE = {"SUCCEEDED": "green", "APPROVED": "green", "RUNNING": "cyan", "O
                 "ROLLED_BACK": "magenta", "SKIPPED": "dim", "PENDING": "dim"}
 
 
-def _utc(dt: datetime) -> datetime:
+def utc(dt: datetime) -> datetime:
+    """A datetime from history or JSON, made timezone-aware (naive means UTC)."""
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def fmt_time(dt: datetime | None) -> str:
-    return _utc(dt).strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+    return utc(dt).strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -65,7 +66,7 @@ def countdown(at: datetime | None, now: datetime,
     """'in 4m12s' before the moment, 'overdue by 30s' after it (``duration`` formats)."""
     if at is None:
         return "-"
-    delta = (_utc(at) - now).total_seconds()
+    delta = (utc(at) - now).total_seconds()
     text = (duration or fmt_duration)(delta)
     return f"in {text}" if delta >= 0 else f"overdue by {text}"
 
@@ -131,7 +132,7 @@ def _phases_table(st: RunStatus, now: datetime) -> Table:
         if p.duration_s is not None:
             used = p.duration_s
         elif p.started_at:
-            used = (now - _utc(p.started_at)).total_seconds()
+            used = (now - utc(p.started_at)).total_seconds()
         else:
             used = None
         if p.budget_breached:
@@ -177,7 +178,7 @@ def render_status(workflow_id: str, st: RunStatus, now: datetime | None = None) 
     head.add_row("Incident", f"{st.incident_id} (requested by {st.requested_by or 'unknown'})")
     head.add_row("State", Text(st.state.value, STATE_STYLE.get(st.state, "bold red")))
     head.add_row("Phase", str(st.current_phase) if st.current_phase else "-")
-    elapsed = ((_utc(st.finished_at) if st.finished_at else now) - _utc(st.started_at)).total_seconds() \
+    elapsed = ((utc(st.finished_at) if st.finished_at else now) - utc(st.started_at)).total_seconds() \
         if st.started_at else None
     head.add_row("Started", f"{fmt_time(st.started_at)} ({fmt_duration(elapsed)} elapsed)")
     if st.finished_at:

@@ -10,7 +10,7 @@ height and never folds a value in the middle of a word.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable
 
 from rich.cells import cell_len
@@ -18,7 +18,7 @@ from rich.text import Text
 from temporalio.client import WorkflowExecutionDescription
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from cli.render import countdown
+from cli.render import countdown, utc
 from runbook.activity_io import checkpoint_in
 
 
@@ -61,10 +61,6 @@ def pending_steps(desc: WorkflowExecutionDescription) -> list[PendingStep]:
 
 
 # --- one-line pieces ---------------------------------------------------------------------
-
-
-def utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def seconds_since(dt: datetime | None, now: datetime) -> float | None:

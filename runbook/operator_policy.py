@@ -18,7 +18,6 @@ from runbook.approval_policy import OrderedDeadlines, Seconds
 from runbook.field_problems import StrictInput
 
 OnFailure = Literal["rollback", "ask"]
-DECISIONS = ("retry", "skip", "rollback")
 
 
 class DecisionGatePolicy(OrderedDeadlines):
@@ -59,5 +58,5 @@ class PausePolicy(StrictInput):
     freeze_deadlines: bool = False
 
 
-__all__ = ["DECISIONS", "DecisionGatePolicy", "FailurePolicy", "OnFailure", "PausePolicy"]
+__all__ = ["DecisionGatePolicy", "FailurePolicy", "OnFailure", "PausePolicy"]
 

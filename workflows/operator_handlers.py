@@ -26,10 +26,9 @@ with workflow.unsafe.imports_passed_through():
         parse_message,
     )
     from runbook.status import PauseRecord
+    from workflows.approvals import REFUSED_TYPE
     from workflows.gate_rules import decision_problem
     from workflows.pause import PauseControl
-
-REFUSED_TYPE = "MessageRefused"
 
 
 class OperatorHandlers:
