@@ -1,4 +1,5 @@
-# One image for the worker and the GCP simulator (docker-compose.yml picks the command).
+# One image for the worker, the GCP simulator and the approval service (docker-compose.yml
+# picks the command). Keys and tokens are never baked in: compose mounts them at run time.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -18,5 +19,5 @@ RUN pip install /app \
     && chown runbook /data
 
 USER runbook
-# The worker is the default; the simulator service overrides the command.
+# The worker is the default; the simulator and approval services override the command.
 CMD ["python", "worker.py"]

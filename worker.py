@@ -5,7 +5,9 @@
 Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default),
 REMEDIATION_TASK_QUEUE (remediation), the backend settings read by ``activities.settings``
 (REMEDIATION_BACKEND=sim|gcp, REMEDIATION_GCP_ENDPOINT, ...) and the notification channels
-(REMEDIATION_NOTIFY_CHANNELS_FILE, see activities/notify_channels.py).
+(REMEDIATION_NOTIFY_CHANNELS_FILE, see activities/notify_channels.py) and verified approvals
+(REMEDIATION_APPROVAL_IDENTITY, REMEDIATION_APPROVAL_ALLOW_CLAIMED,
+REMEDIATION_APPROVAL_PUBLIC_KEYS_FILE, see activities/identity.py).
 
 Every worker process also serves the target-lease keepers (task queue
 ``remediation-leases``), so leases work whichever worker is up.
@@ -22,13 +24,16 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.failure_attempts import FailureAttemptInterceptor
+from activities.identity import ApprovalIdentityConfig, IdentityActivities
 from activities.liveness import ReadLivenessInterceptor
 from activities.leases import LeaseActivities
 from activities.run_history import RunHistoryActivities
 from runbook.leases import LEASE_TASK_QUEUE
 from runbook.messages import DEFAULT_TASK_QUEUE
+from workflows.identity_checks import EnvelopeCheckInterceptor
 from workflows.lease_keeper import TargetLeaseWorkflow
 from workflows.plan_only import RemediationPlanWorkflow
 from workflows.remediation import RemediationWorkflow
@@ -38,14 +43,25 @@ WORKFLOWS = [RemediationWorkflow, RemediationPlanWorkflow, RemediationRollbackWo
 
 
 HEARTBEAT_SEND_INTERVAL = timedelta(seconds=2)
+# The envelope check (workflows/identity_checks.py) verifies Ed25519 signatures in update
+# validators. cryptography's Rust core must not be imported a second time inside the
+# sandbox (a re-initialised extension aborts the process), so it and PyJWT pass through.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("cryptography", "jwt"))
 
 
-def build_worker(client: Client, task_queue: str, activities: list, **overrides) -> Worker:
+def build_worker(client: Client, task_queue: str, activities: list,
+                 identity: ApprovalIdentityConfig | None = None, **overrides) -> Worker:
     """The worker as production runs it; tests build theirs here too (``overrides`` for
     what a test must vary, e.g. no workflow cache). ``activities`` are the cloud's; the
-    ones that talk to Temporal itself (leases, reading a run's history) are added here."""
-    options = dict(workflows=WORKFLOWS, activities=[*activities, *temporal_activities(client)],
-                   interceptors=[FailureAttemptInterceptor(), ReadLivenessInterceptor()],
+    ones that talk to Temporal itself (leases, reading a run's history) are added here.
+    ``identity``: verified approvals (activities/identity.py); default from the environment."""
+    identity = identity or ApprovalIdentityConfig.from_env()
+    options = dict(workflows=WORKFLOWS, workflow_runner=WORKFLOW_RUNNER,
+                   activities=[*activities, *temporal_activities(client),
+                               IdentityActivities(identity).resolve_identity],
+                   interceptors=[FailureAttemptInterceptor(), ReadLivenessInterceptor(),
+                                 EnvelopeCheckInterceptor(identity.verifier)],
                    # Let in-flight activities finish or checkpoint on shutdown.
                    graceful_shutdown_timeout=timedelta(seconds=10),
                    # Heartbeats reach the server at most this far apart (the SDK's default

@@ -7,7 +7,7 @@ import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from temporalio.client import (
     Client,
@@ -38,6 +38,9 @@ from runbook.request import RemediationRequest
 from runbook.run_result import final_report
 from runbook.status import RemediationReport, RunState, RunStatus
 from workflows import search_attributes as sa
+
+if TYPE_CHECKING:
+    from cli.login import StoredLogin
 
 
 @asynccontextmanager
@@ -70,28 +73,39 @@ def new_workflow_id(incident: str, prefix: str = "remediation") -> str:
     return f"{prefix}-{incident}-{secrets.token_hex(3)}"
 
 
-async def start_run(settings: Settings, request: RemediationRequest) -> Started:
+async def start_run(settings: Settings, request: RemediationRequest,
+                    service: "StoredLogin | None" = None) -> Started:
+    """Start the run straight on Temporal (requester claimed), or through the approval
+    service of ``service`` (requester verified: the service signs the request)."""
     client = await connect(settings)
     incident = request.incident_id
     wid = new_workflow_id(incident)
-    requester = request.requested_by or "unknown"
-    async with rpc_errors(settings):
-        handle = await client.start_workflow(
-            # The validated model, defaults filled in: history records every value the run used.
-            m.WORKFLOW_TYPE, request, id=wid, task_queue=settings.task_queue,
-            # Indexed at once, so `runbook list --incident` finds the run before its first task.
-            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.INCIDENT, incident)]),
-            static_summary=f"Remediation of incident {incident}, requested by {requester}",
-            static_details=(f"Started with `runbook start` for incident **{incident}** by "
-                            f"**{requester}**. Approve gates with `runbook approve {wid} --gate "
-                            "phase-1 --approver <you>` or the `approve` signal."),
-        )
+    if service is not None:
+        with service.client() as approval:
+            # The proof of who asks is the service's to sign.
+            answer = approval.start(request.model_dump(mode="json", exclude={"requester_proof"}),
+                                    wid)
+        started = Started(workflow_id=str(answer.get("workflow_id") or wid),
+                          run_id=answer.get("run_id"), worker_seen=True)
+    else:
+        requester = request.requested_by or "unknown"
+        async with rpc_errors(settings):
+            handle = await client.start_workflow(
+                # The validated model, defaults filled in: history records every value the run used.
+                m.WORKFLOW_TYPE, request, id=wid, task_queue=settings.task_queue,
+                # Indexed at once, so `runbook list --incident` finds the run before its first task.
+                search_attributes=TypedSearchAttributes([SearchAttributePair(sa.INCIDENT, incident)]),
+                static_summary=f"Remediation of incident {incident}, requested by {requester}",
+                static_details=(f"Started with `runbook start` for incident **{incident}** by "
+                                f"**{requester}**. Approve gates with `runbook approve {wid} --gate "
+                                "phase-1 --approver <you>` or the `approve` signal."),
+            )
+        started = Started(workflow_id=wid, run_id=handle.first_execution_run_id, worker_seen=True)
     try:
-        worker_seen = True
         await require_worker(client, settings)
     except CliError:
-        worker_seen = False
-    return Started(workflow_id=wid, run_id=handle.first_execution_run_id, worker_seen=worker_seen)
+        started.worker_seen = False
+    return started
 
 
 async def run_plan(settings: Settings, request: RemediationRequest, timeout_s: float) -> Plan:
@@ -258,6 +272,20 @@ async def send_update(settings: Settings, wid: str, update: str, payload: Any, r
         raise CliError(f"refused: {reason}", await _gate_hint(settings, client, wid)) from err
     except asyncio.TimeoutError as err:
         raise CliError(f"the run did not answer the {verb} within {timeout_s:.0f}s", WORKER_HINT) from err
+
+
+async def abort_direct(settings: Settings, wid: str, msg: m.AbortRequest) -> None:
+    """Abort with the update, so a refusal is seen (a run under verified identities takes
+    no unsigned abort). The signal where the update cannot answer: a run from before
+    identity-1 has no such update, and with no worker polling the signal still waits in
+    history for the next one (an abort must not need a live worker)."""
+    try:
+        await send_update(settings, wid, m.UPDATE_ABORT, msg, m.AbortAck, "abort")
+    except CliError as err:
+        refused = str(err).startswith("refused:") and "expected but not found" not in str(err)
+        if refused:
+            raise
+        await send_signal(settings, wid, m.SIGNAL_ABORT, msg)
 
 
 async def send_signal(settings: Settings, wid: str, signal: str, payload: Any) -> None:

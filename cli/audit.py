@@ -17,6 +17,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.converter import decode_typed_search_attributes
 
+from cli.audit_identity import message_proof, run_identity, trusted_proof
 from cli.audit_model import (
     ActivityRecord,
     AuditReport,
@@ -86,6 +87,9 @@ class _Builder:
                 handler(ev, getattr(ev, ev.WhichOneof("attributes")))
         a = self.a
         a.activities = sorted(self.activities.values(), key=lambda r: r.scheduled_at)
+        a.identity = run_identity(a.activities)
+        for d in a.decisions:
+            d.proof = trusted_proof(d.proof, d.via, d.result, a.identity)
         a.timers = sorted(self.timers.values(), key=lambda t: t.started_at)
         a.notifications = [self._notification(r) for r in a.activities
                            if r.activity_type in (act.NOTIFY, act.NOTIFY_CHANNEL)]
@@ -191,7 +195,7 @@ class _Builder:
         return Decision(at=_at(ev), event_id=ev.event_id, action=action, via=via, gate=p.get("gate"),
                         actor=p.get("approver") or p.get("by"), identity=identity,
                         comment=comment,
-                        plan_digest=p.get("plan_digest"),
+                        plan_digest=p.get("plan_digest"), proof=message_proof(p),
                         result="received" if via == "signal" else "accepted")
 
     def _on_workflow_execution_signaled_event_attributes(self, ev, at) -> None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from cli.diffs import diff_json
 from runbook.changes_in_force import ChangesInForce
+from runbook.identity_policy import IdentityResolution
 from runbook.plan import Plan
 from runbook.status import ChangeRecord, RemediationReport
 
@@ -24,6 +25,8 @@ class Decision(BaseModel):
     comment: str = ""
     plan_digest: str | None = None
     result: str = ""  # accepted / refused / received
+    # identity-1: "verified by <issuer> via cli|slack|api (envelope …)" or claimed.
+    proof: str = ""
 
 
 class ActivityRecord(BaseModel):
@@ -109,6 +112,8 @@ class AuditReport(BaseModel):
     started_at: datetime | None = None
     started_by: str = ""
     requested_by: str = ""
+    # The identity policy the run resolved at start (None: before identity-1, claimed).
+    identity: IdentityResolution | None = None
     static_summary: str = ""
     request: Any = None
     request_problems: list[str] = Field(default_factory=list)

@@ -10,6 +10,7 @@ from cli.audit_model import AuditReport
 from cli.diffs import format_value, render_diff_lines
 from cli.in_force import audit_facts, audit_sections
 from cli.render import fmt_duration, fmt_time
+from runbook.identity_policy import describe_identity
 from runbook.status import ChangeRecord
 
 
@@ -44,9 +45,10 @@ def _sections(a: AuditReport) -> list[tuple[str, list[str], list[list[Any]]]]:
     s.append(("Timeline", ["time", "kind", "event"],
               [[fmt_time(e.at), e.kind, e.text] for e in a.timeline]))
     s.append(("Approvals, rejections and other decisions",
-              ["time", "action", "gate", "by", "identity", "via", "comment / reason", "plan digest", "result"],
-              [[fmt_time(d.at), d.action, d.gate or "", d.actor or "", d.identity, d.via, d.comment,
-                d.plan_digest or "", d.result] for d in a.decisions]))
+              ["time", "action", "gate", "by", "proof of identity", "client", "via",
+               "comment / reason", "plan digest", "result"],
+              [[fmt_time(d.at), d.action, d.gate or "", d.actor or "", d.proof, d.identity, d.via,
+                d.comment, d.plan_digest or "", d.result] for d in a.decisions]))
     if a.plan is not None:
         s.append((f"Plan (digest {a.plan.digest})", ["step", "resource", "field", "current", "desired", "reversible"],
                   [[c.step_id, c.resource, c.field, format_value(c.current, VALUE_WIDTH),
@@ -109,6 +111,7 @@ def _facts(a: AuditReport) -> list[tuple[str, str]]:
                           f"task queue {a.task_queue})"),
              ("Started", f"{fmt_time(a.started_at)} by {a.started_by or 'unknown'}"),
              ("Requested by", a.requested_by or "unknown"),
+             ("Identity", describe_identity(a.identity, a.requested_by)),
              ("Outcome", a.outcome + (f" — {a.outcome_detail}" if a.outcome_detail else "")),
              ("Ended", fmt_time(a.closed_at)
                        + (f" (Temporal: {a.closed_as})" if a.closed_as else ""))]

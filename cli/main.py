@@ -17,13 +17,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cli import actions, operator_commands
+from cli import actions, login, operator_commands
 from cli.client import CliError, Settings
 from cli.leases import render_conflicts, request_conflicts
 from cli.render import fmt_time, render_plan, render_report, render_status
 from cli.request_input import build_request
 from cli.watch_live import follow
-from runbook import messages as m
 from runbook.changes_in_force import ABANDONED
 from runbook.status import RunState
 
@@ -129,9 +128,15 @@ Sets = typer.Option(None, "--set", help="override any request field: a.b.c=VALUE
 def start(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incident: Optional[str] = Incident,
           requested_by: Optional[str] = RequestedBy, project: Optional[str] = Project,
           region: Optional[str] = Region, set_: Optional[list[str]] = Sets,
-          as_json: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+          direct: bool = typer.Option(False, "--direct", help="start it straight on Temporal with "
+                                      "the requester you name (claimed), even when logged in")) -> None:
     """Start a remediation run (validates the request locally first)."""
     settings: Settings = ctx.obj
+    service = login.service_login(direct)
+    if service is not None:  # the service records the logged-in identity as the requester
+        login.check_named(service, "--requested-by", requested_by)
+        requested_by = service.identity
     request = build_request(request_file=request_file, incident=incident, requested_by=requested_by,
                             project=project, region=region, sets=set_)
     if conflicts := asyncio.run(request_conflicts(settings, request)):
@@ -142,16 +147,21 @@ def start(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incide
                            "wait for it to end (`runbook status <id> --watch`), or queue behind it "
                            "with `--set lease.policy=wait`")
         err.print(Text("lease policy wait: the run will queue behind them", style="yellow"))
-    started = asyncio.run(actions.start_run(settings, request))
+    err.print(login.route_note(service))
+    started = asyncio.run(actions.start_run(settings, request, service))
     url = settings.workflow_url(started.workflow_id)
     if as_json:
         print(json.dumps({"workflow_id": started.workflow_id, "run_id": started.run_id, "url": url,
-                          "worker_seen": started.worker_seen}))
+                          "worker_seen": started.worker_seen, "requested_by": request.requested_by,
+                          "verified": service is not None}))
         return
     out.print(Text.assemble("Started run ", (started.workflow_id, "bold green")))
+    out.print(f"  requested by {request.requested_by or 'unknown'} "
+              f"({'verified' if service else 'claimed'})")
     out.print(f"  UI:     {url}")
     out.print(f"  follow: runbook status {started.workflow_id} --watch")
-    out.print(f"  approve the plan: runbook approve {started.workflow_id} --gate phase-1 --approver <you>")
+    approver = "--digest <digest>" if service else "--approver <you>"
+    out.print(f"  approve the plan: runbook approve {started.workflow_id} --gate phase-1 {approver}")
     if not started.worker_seen:
         err.print(Text(f"warning: no worker is polling task queue {settings.task_queue!r}; the run "
                        "will wait until one starts (`./dev up` or `python worker.py`)",
@@ -221,56 +231,6 @@ def status(ctx: typer.Context, workflow_id: str = typer.Argument(..., help="run 
         execution = view.description.status.name if view.description.status else "?"
         out.print(f"run {workflow_id} is {execution}: {view.failure or 'no status available'}")
     out.print(f"UI: {settings.workflow_url(workflow_id)}")
-
-
-def _print_ack(ack: m.GateAck, verb: str) -> None:
-    out.print(Text.assemble((f"{verb}: ", "bold green"), f"gate {ack.gate} — {ack.approvals} of "
-                            f"{ack.required} approvals, gate is now {ack.gate_status}"))
-
-
-@app.command()
-@_runs
-def approve(ctx: typer.Context, workflow_id: str = typer.Argument(...),
-            gate: str = typer.Option(..., help="phase-1 … phase-4 or cleanup-revisions"),
-            approver: str = typer.Option(..., help="your name, as recorded in the audit"),
-            comment: str = typer.Option("", help="why; recorded in history"),
-            digest: Optional[str] = typer.Option(None, help="plan digest you reviewed (from `runbook status`)"),
-            signal: bool = typer.Option(False, "--signal",
-                                        help="send the `approve` signal instead of the validated update")) -> None:
-    """Approve a gate. Shows at once whether it was accepted, or why not."""
-    payload = m.GateApproval(gate=gate, approver=approver, comment=comment, plan_digest=digest)
-    if signal:
-        asyncio.run(actions.send_signal(ctx.obj, workflow_id, m.SIGNAL_APPROVE, payload))
-        out.print(f"approve signal sent for gate {gate}; signals are not validated: check "
-                  f"`runbook status {workflow_id}`")
-        return
-    _print_ack(asyncio.run(actions.send_gate_update(ctx.obj, workflow_id, m.UPDATE_APPROVE, payload)),
-               "accepted")
-
-
-@app.command()
-@_runs
-def reject(ctx: typer.Context, workflow_id: str = typer.Argument(...),
-           gate: str = typer.Option(...), approver: str = typer.Option(...),
-           reason: str = typer.Option("", help="why; recorded in history"),
-           signal: bool = typer.Option(False, "--signal", help="send the `reject` signal instead")) -> None:
-    """Reject a gate: the run stops and rolls back what it changed."""
-    payload = m.GateRejection(gate=gate, approver=approver, reason=reason)
-    if signal:
-        asyncio.run(actions.send_signal(ctx.obj, workflow_id, m.SIGNAL_REJECT, payload))
-        out.print(f"reject signal sent for gate {gate}; check `runbook status {workflow_id}`")
-        return
-    _print_ack(asyncio.run(actions.send_gate_update(ctx.obj, workflow_id, m.UPDATE_REJECT, payload)),
-               "rejected")
-
-
-@app.command()
-@_runs
-def abort(ctx: typer.Context, workflow_id: str = typer.Argument(...),
-          by: str = typer.Option(..., help="who aborts"), reason: str = typer.Option(..., help="why")) -> None:
-    """Abort a run (signal): it rolls back reversible changes and stops."""
-    asyncio.run(actions.send_signal(ctx.obj, workflow_id, m.SIGNAL_ABORT, m.AbortRequest(by=by, reason=reason)))
-    out.print(f"abort sent to {workflow_id}; follow the rollback with `runbook status {workflow_id} --watch`")
 
 
 @app.command()
@@ -393,8 +353,10 @@ def replay(history_file: list[Path] = typer.Option(..., "--history-file", help="
     raise typer.Exit(replay_and_report(history_file, out))
 
 
-# decide, pause, resume (cli/operator_commands.py)
-operator_commands.register(app, _runs, out)
+# approve, reject, abort, decide, pause, resume (cli/operator_commands.py)
+operator_commands.register(app, _runs, out, err)
+# login, logout, whoami (cli/login.py)
+login.register(app, _runs, out)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.diffs import format_value, render_diff_lines
+from runbook.identity_policy import CLAIMED_NOTE, describe_identity
 from runbook.leases import LeaseView
 from runbook.plan import Plan
 from runbook.status import (
+    Approval,
     TERMINAL_STATES,
     Escalation,
     GateRecord,
@@ -111,13 +113,22 @@ def render_plan(plan: Plan) -> RenderableType:
 # --- status ---------------------------------------------------------------------------
 
 
+def approver_proof(a: Approval) -> str:
+    """How the approver's identity is known: proven by whom, or only claimed."""
+    if a.identity == "verified":
+        return f"verified by {a.idp} ({a.channel})"
+    return CLAIMED_NOTE
+
+
 def _gate_panel(g: GateRecord, now: datetime) -> Panel:
     lines = [Text.assemble(("Gate ", ""), (g.id, "bold"), f": {g.title}  ", _styled(g.status))]
     lines.append(Text(f"Approvals: {len(g.approvals)} of {g.min_approvals} required"
                       + (f"; allowed approvers: {', '.join(g.approvers_allowed)}"
-                         if g.approvers_allowed else "; any approver except the requester")))
+                         if g.approvers_allowed else "; any approver except the requester"
+                         if g.two_person_rule else "; any approver")
+                      + (f" ({g.quorum_note})" if g.quorum_note else "")))
     for a in g.approvals:
-        lines.append(Text(f"  ✓ {a.approver} at {fmt_time(a.at)} via {a.via}"
+        lines.append(Text(f"  ✓ {a.approver} at {fmt_time(a.at)} via {a.via}, {approver_proof(a)}"
                           + (f": {a.comment}" if a.comment else ""), "green"))
     lines.append(Text(f"Reminder {countdown(g.remind_at, now)} · escalation "
                       f"{countdown(g.escalate_at, now)} · timeout {countdown(g.timeout_at, now)}"))
@@ -176,6 +187,8 @@ def render_status(workflow_id: str, st: RunStatus, now: datetime | None = None) 
     head = Table.grid(padding=(0, 2))
     head.add_row("Run", workflow_id)
     head.add_row("Incident", f"{st.incident_id} (requested by {st.requested_by or 'unknown'})")
+    head.add_row("Identity", Text(describe_identity(st.identity, st.requested_by),
+                                  "green" if st.identity and st.identity.mode == "verified" else "yellow"))
     head.add_row("State", Text(st.state.value, STATE_STYLE.get(st.state, "bold red")))
     head.add_row("Phase", str(st.current_phase) if st.current_phase else "-")
     elapsed = ((utc(st.finished_at) if st.finished_at else now) - utc(st.started_at)).total_seconds() \

@@ -54,7 +54,9 @@ MARK = {"SUCCEEDED": "✓", "RUNNING": "▶", "FAILED": "✗", "COMPENSATED": "�
 
 def _run_lines(wid: str, st: RunStatus, now: datetime, width: int) -> list[Text]:
     lines = [line(("Run ", "bold"), (wid, "bold"), f" · incident {st.incident_id}"
-                  f" · requested by {st.requested_by or 'unknown'}", width=width)]
+                  f" · requested by {st.requested_by or 'unknown'}",
+                  (" (verified)", "green") if st.identity and st.identity.requester_verified
+                  else (" (claimed)", "yellow"), width=width)]
     phase = next((p for p in st.phases if p.number == st.current_phase), None)
     elapsed = seconds_since(st.started_at, utc(st.finished_at) if st.finished_at else now)
     state = (Text(f" {st.state.value} ", style="bold reverse yellow") if st.state == RunState.PAUSED
@@ -114,6 +116,7 @@ def _gate_lines(st: RunStatus, g: GateRecord, now: datetime, width: int) -> tupl
                                                         "bold"), f" ({names})" if names else "",
                  f" · plan {st.plan.digest}" if st.plan and st.plan.digest else "", width=width),
             line(f"may approve: {allowed} · quorum {g.min_approvals}",
+                 (f" · {g.quorum_note}", "yellow") if g.quorum_note else "",
                  (f" · not {st.requested_by} (two-person rule)", "yellow") if g.two_person_rule else "",
                  width=width),
             line(_ladder(st, g, now, ""), width=width)]

@@ -1,4 +1,5 @@
-"""``python -m devstack up``: run the whole local stack in the foreground until Ctrl-C."""
+"""``python -m devstack up``: run the whole local stack in the foreground until Ctrl-C.
+``python -m devstack keys``: make an approval envelope key pair for a team deployment."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from pathlib import Path
 
 from cli.client import Settings
 from devstack.procs import StackError
-from devstack.stack import Stack, StackConfig, find_repo_root
+from devstack.stack import (
+    IDENTITIES,
+    PUBLIC_KEYS_FILE,
+    SIGNING_KEY_FILE,
+    Stack,
+    StackConfig,
+    find_repo_root,
+)
 from devstack.supervisor import Supervisor
 
 
@@ -23,7 +31,8 @@ class _Stop(Exception):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m devstack",
                                 description="Run the local remediation stack (Temporal dev "
-                                            "server + Web UI, GCP simulator, worker).")
+                                            "server + Web UI, GCP simulator, approval service, "
+                                            "worker).")
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start everything, wait until healthy, stop on Ctrl-C")
     up.add_argument("--data-dir", type=Path, default=None,
@@ -41,12 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--backend", choices=["sim", "gcp"], default="sim",
                     help="sim: local GCP simulator (default); gcp: real Google Cloud via "
                          "Application Default Credentials, no simulator")
+    up.add_argument("--approval-port", type=int, default=8095,
+                    help="approval service port (default 8095)")
+    up.add_argument("--identity", choices=list(IDENTITIES), default="verified",
+                    help="verified (default): approvals count only through the approval service "
+                         "(`runbook login --dev-user <you>`); claimed: the names people type, "
+                         "to rehearse without logins")
+    up.add_argument("--no-approval", action="store_true",
+                    help="do not start the approval service")
     up.add_argument("--no-worker", action="store_true",
                     help="do not start the worker (e.g. to run it yourself in a debugger)")
     up.add_argument("--start-run", action="store_true",
                     help="also start a run once everything is up")
     up.add_argument("--incident", default="1278", help="incident id for --start-run")
     up.add_argument("--requested-by", default=None, help="requester for --start-run")
+    keys = sub.add_parser("keys", help="make the approval service's envelope key pair (a "
+                                       "private key and the worker's public keys file)")
+    keys.add_argument("--dir", type=Path, default=Path("secrets"),
+                      help="where to write them (default ./secrets)")
+    keys.add_argument("--kid", default="runbook-1",
+                      help="key id the worker knows the key by (RUNBOOK_APPROVAL_SIGNING_KID)")
     return p
 
 
@@ -54,7 +77,9 @@ def _config(args: argparse.Namespace) -> StackConfig:
     return StackConfig(root=find_repo_root(), data_dir=args.data_dir, temporal_port=args.temporal_port,
                        ui_port=args.ui_port, sim_port=args.sim_port, sim_speed=args.sim_speed,
                        namespace=args.namespace, task_queue=args.task_queue,
-                       with_worker=not args.no_worker, app_url=args.app_url, backend=args.backend)
+                       with_worker=not args.no_worker, app_url=args.app_url, backend=args.backend,
+                       with_approval=not args.no_approval, approval_port=args.approval_port,
+                       identity=args.identity)
 
 
 def _settings(cfg: StackConfig) -> Settings:
@@ -65,13 +90,31 @@ def _settings(cfg: StackConfig) -> Settings:
 
 def _start_run(cfg: StackConfig, incident: str, requested_by: str | None) -> None:
     from cli.actions import start_run
+    from cli.client import login_name
+    from cli.login import StoredLogin
     from cli.request_input import build_request
+    from cli.service_client import ServiceClient
 
     settings = _settings(cfg)
+    login = None
+    if cfg.with_approval and cfg.identity == "verified":
+        # A verified run needs a proven requester: start it through the service as
+        # requested_by, with a token from the service's dev issuer.
+        user = requested_by or login_name() or "devstack"
+        with ServiceClient(cfg.approval_url) as anonymous:
+            token = str(anonymous.dev_token(user)["id_token"])
+        with ServiceClient(cfg.approval_url, token) as service:
+            who = service.whoami()
+        login = StoredLogin(service=cfg.approval_url, token=token, identity=who["identity"],
+                            idp=who["idp"], expires_at=None)
+        requested_by = login.identity
     request = build_request(incident=incident, requested_by=requested_by)
-    started = asyncio.run(start_run(settings, request))
-    print(f"started run {started.workflow_id}\n  UI: {settings.workflow_url(started.workflow_id)}\n"
-          f"  approve the plan: runbook approve {started.workflow_id} --gate phase-1 --approver <you>",
+    started = asyncio.run(start_run(settings, request, login))
+    how = (f"{login_command(cfg)} && runbook approve {started.workflow_id} --gate phase-1"
+           if login else
+           f"runbook approve {started.workflow_id} --gate phase-1 --approver <you>")
+    print(f"started run {started.workflow_id} (requested by {request.requested_by})\n"
+          f"  UI: {settings.workflow_url(started.workflow_id)}\n  approve the plan: {how}",
           flush=True)
 
 
@@ -88,19 +131,40 @@ def next_command(cfg: StackConfig) -> str:
     return f"{env}runbook{opts} start --incident 1278"
 
 
+def login_command(cfg: StackConfig) -> str:
+    """`runbook login` reaching this stack's approval service (the CLI's default URL is
+    the default stack's)."""
+    from cli.login import DEFAULT_SERVICE_URL
+
+    service = "" if cfg.approval_url == DEFAULT_SERVICE_URL else f" --service {cfg.approval_url}"
+    return f"runbook login{service} --dev-user <you>"
+
+
 def banner(cfg: StackConfig) -> str:
     # The `runbook` command lives in this virtual environment.
     in_venv = sys.prefix != sys.base_prefix
-    activate = f"source {Path(sys.prefix) / 'bin' / 'activate'}\n  " if in_venv else ""
+    steps = [f"source {Path(sys.prefix) / 'bin' / 'activate'}"] if in_venv else []
+    verified = cfg.identity == "verified"
+    if verified:
+        steps.append(f"{login_command(cfg)}    # verified identity (dev issuer)")
+    steps.append(next_command(cfg))
+    steps.append("runbook approve <id> --gate phase-1 " + (
+        "--digest <plan digest>    # logged in as someone else than the requester" if verified
+        else "--approver <you>    # --identity claimed: the name you type counts"))
+    service = (f"{cfg.approval_url}  (dev issuer: any name logs in; dev only)"
+               if cfg.with_approval else "not started (--no-approval)")
+    newline = "\n  "
     return f"""
 Stack is up.
   Temporal Web UI : {cfg.ui_url}/namespaces/{cfg.namespace}/workflows
   Temporal gRPC   : {cfg.temporal_address}  (namespace {cfg.namespace}, task queue {cfg.task_queue})
   GCP             : {cfg.sim_endpoint if cfg.backend == "sim" else "real Google Cloud (backend gcp)"}
+  Approval service: {service}
+  Identity        : {cfg.identity}
   Logs            : {cfg.data / 'logs'}
 
 Next, in another terminal:
-  {activate}{next_command(cfg)}
+  {newline.join(steps)}
 
 A part that exits is restarted; this terminal says which.
 Press Ctrl-C to stop everything."""
@@ -142,10 +206,32 @@ def up(args: argparse.Namespace) -> int:
         print("stopped.", flush=True)
 
 
+def keys(args: argparse.Namespace) -> int:
+    """A key pair for docker-compose's secrets (README: compose secrets). Refuses to
+    overwrite: replacing a key the worker trusts would refuse every approval in flight."""
+    from runbook.envelope import write_keypair
+
+    private, public = args.dir / SIGNING_KEY_FILE, args.dir / PUBLIC_KEYS_FILE
+    existing = [str(p) for p in (private, public) if p.exists()]
+    if existing:
+        print(f"error: {', '.join(existing)} already exist(s); choose another --dir (to rotate, "
+              "add the new public key to the worker's keys file before signing with it)",
+              file=sys.stderr)
+        return 1
+    args.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_keypair(private, public, args.kid)
+    print(f"wrote {private} (private, mode 0600: the approval service's signing key)\n"
+          f"wrote {public} (public keys, key id {args.kid}: the worker's)\n"
+          f"set RUNBOOK_APPROVAL_SIGNING_KID={args.kid} for the approval service")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
         return up(args)
+    if args.command == "keys":
+        return keys(args)
     return 2
 
 

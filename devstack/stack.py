@@ -1,4 +1,5 @@
-"""The local stack: Temporal dev server (+ Web UI), GCP simulator and worker, in that order.
+"""The local stack: Temporal dev server (+ Web UI), GCP simulator, approval service and
+worker, in that order.
 
 Each part is started as its own process group with its log under ``<data>/logs/``, and is
 only considered up once it answers (server + search attributes, simulator health, worker
@@ -19,6 +20,19 @@ from typing import Callable
 from cli.client import SEARCH_ATTRIBUTES, Settings
 from devstack import health
 from devstack.procs import ManagedProcess, StackError, log_tail
+from runbook.envelope import (
+    ENV_PUBLIC_KEYS_FILE,
+    ENV_SIGNING_KEY_FILE,
+    ENV_SIGNING_KID,
+    write_keypair,
+)
+
+IDENTITIES = ("verified", "claimed")
+# The envelope key pair ./dev up makes in <data>/approval/ at its first start (dev only:
+# a team deployment's keys come from a secret store, README: Approvals).
+DEV_SIGNING_KID = "devstack-1"
+SIGNING_KEY_FILE = "signing-key.pem"
+PUBLIC_KEYS_FILE = "public-keys.json"
 
 
 # (what, ready) pairs for a part of the stack, given when its current start began.
@@ -57,15 +71,44 @@ class StackConfig:
     # APIs with Application Default Credentials and no simulator is started.
     backend: str = "sim"
     with_worker: bool = True
+    # The approval service (python -m approval) with its dev OIDC issuer: anyone can log in
+    # as any name, which is what a local rehearsal of verified approvals needs.
+    with_approval: bool = True
+    approval_port: int = 8095
+    # The worker's default for runs whose request does not say: "verified" takes approvals
+    # only through the approval service; "claimed" takes the names people type
+    # (`./dev up --identity claimed`, to rehearse without logins).
+    identity: str = "verified"
     app_url: str | None = None
     # How often the worker polls a long-running Google operation (None: the worker's
     # default); a fast simulator needs short polls, or they dominate a rehearsal.
     poll_interval_s: float | None = None
     start_timeout_s: float = 90.0
 
+    def __post_init__(self) -> None:
+        if self.identity not in IDENTITIES:
+            raise StackError(f"identity: must be one of {', '.join(IDENTITIES)}, "
+                             f"not {self.identity!r}")
+
     @property
     def data(self) -> Path:
         return self.data_dir or self.root / "data"
+
+    @property
+    def approval_dir(self) -> Path:
+        return self.data / "approval"
+
+    @property
+    def approval_url(self) -> str:
+        # Always loopback: its dev issuer gives a token for any name to whoever asks, so it
+        # must not be reachable from the network even when the rest of the stack is.
+        return f"http://127.0.0.1:{self.approval_port}"
+
+    @property
+    def uses_envelope_keys(self) -> bool:
+        """The worker needs the service's public key to take verified identities; the
+        service needs the private key to sign."""
+        return self.with_approval or self.identity == "verified"
 
     @property
     def temporal_address(self) -> str:
@@ -109,13 +152,19 @@ class Stack:
                  ("Temporal Web UI", cfg.ui_port, "--ui-port")]
         if cfg.backend == "sim":
             ports.append(("GCP simulator", cfg.sim_port, "--sim-port"))
+        if cfg.with_approval:
+            ports.append(("approval service", cfg.approval_port, "--approval-port"))
         for what, port, flag in ports:
             if health.port_open("127.0.0.1", port):
                 raise StackError(f"port {port} ({what}) is already in use: another devstack may "
                                  f"be running. Stop it, or choose another port with {flag}.")
+        if cfg.uses_envelope_keys:
+            self.ensure_envelope_keys()
         self._start_temporal()
         if cfg.backend == "sim":
             self._start_sim()
+        if cfg.with_approval:
+            self._start_approval()
         if cfg.with_worker:
             self._start_worker()
 
@@ -183,6 +232,40 @@ class Stack:
         self.launch("gcpsim", argv, checks=lambda _since: [
             ("GCP simulator", lambda: health.http_ok(f"{cfg.sim_endpoint}/_sim/healthz"))])
 
+    def ensure_envelope_keys(self) -> tuple[Path, Path]:
+        """(private key, public keys file), made at the first start and kept after, so runs
+        waiting at a gate still verify approvals after `./dev up` restarts."""
+        folder = self.cfg.approval_dir
+        private, public = folder / SIGNING_KEY_FILE, folder / PUBLIC_KEYS_FILE
+        if not (private.is_file() and public.is_file()):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_keypair(private, public, DEV_SIGNING_KID)
+            self.say(f"made the approval envelope key pair in {folder} (key id {DEV_SIGNING_KID})")
+        return private, public
+
+    def approval_env(self) -> dict[str, str]:
+        cfg = self.cfg
+        return {
+            Settings.ENV["address"]: cfg.temporal_address,
+            Settings.ENV["namespace"]: cfg.namespace,
+            Settings.ENV["task_queue"]: cfg.task_queue,
+            "RUNBOOK_APPROVAL_HOST": "127.0.0.1",  # see approval_url
+            "RUNBOOK_APPROVAL_PORT": str(cfg.approval_port),
+            "RUNBOOK_APPROVAL_PUBLIC_URL": cfg.approval_url,
+            # Only the dev issuer (the service adds it): no real identity provider locally.
+            "RUNBOOK_DEV_ISSUER": "1",
+            "RUNBOOK_OIDC_ISSUERS": "[]",
+            ENV_SIGNING_KEY_FILE: str(cfg.approval_dir / SIGNING_KEY_FILE),
+            ENV_SIGNING_KID: DEV_SIGNING_KID,
+        }
+
+    def _start_approval(self) -> None:
+        cfg = self.cfg
+        self.say(f"starting approval service on {cfg.approval_url} (dev issuer: any name logs in)")
+        self.launch("approval", [sys.executable, "-m", "approval"], self.approval_env(),
+                    checks=lambda _since: [("approval service", lambda: health.http_ok(
+                        f"{cfg.approval_url}/healthz"))])
+
     def worker_env(self) -> dict[str, str]:
         cfg = self.cfg
         env = {
@@ -197,6 +280,9 @@ class Stack:
             env["REMEDIATION_APP_URL"] = cfg.app_url
         if cfg.poll_interval_s is not None:
             env["REMEDIATION_POLL_INTERVAL_S"] = str(cfg.poll_interval_s)
+        env["REMEDIATION_APPROVAL_IDENTITY"] = cfg.identity
+        if cfg.uses_envelope_keys:
+            env[ENV_PUBLIC_KEYS_FILE] = str(cfg.approval_dir / PUBLIC_KEYS_FILE)
         return env
 
     def _start_worker(self) -> None:

@@ -45,6 +45,9 @@ NOTIFY_CHANNEL = "notify_channel"
 ACQUIRE_LEASE = "acquire_lease"
 DESCRIBE_RUNS = "describe_runs"
 
+# The run's identity policy and verified requester, resolved once at start (identity-1)
+RESOLVE_IDENTITY = "resolve_identity"
+
 # Rollback of a terminated run's changes, read from its history
 READ_CHANGES_IN_FORCE = "read_changes_in_force"
 
@@ -55,7 +58,7 @@ READ_CHANGES_IN_FORCE = "read_changes_in_force"
 READ_ONLY = frozenset({
     DIAGNOSE, NOTIFY, NOTIFY_CHANNEL, VERIFY_INFRASTRUCTURE, CHECK_REDIS, CHECK_SECRETS,
     PROBE_HEALTH, PROBE_WEBSOCKET, SAMPLE_ERROR_RATE, ACQUIRE_LEASE, DESCRIBE_RUNS,
-    READ_CHANGES_IN_FORCE,
+    READ_CHANGES_IN_FORCE, RESOLVE_IDENTITY,
 })
 # The heartbeat timeout the workflow gives them: a crashed worker costs this long.
 READ_HEARTBEAT_S = 10

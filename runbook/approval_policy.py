@@ -7,7 +7,7 @@ satisfy is refused, since its run could only wait and time out.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -86,6 +86,11 @@ GATE_IDS = ("phase-1", "phase-2", "phase-3", "phase-4", "cleanup-revisions")
 class ApprovalPolicy(StrictInput):
     # The person who started the run may not approve it (two-person rule).
     two_person_rule: bool = True
+    # "verified": approvals, rejections, decisions, aborts and pauses must carry the
+    # approval service's signed envelope (runbook/envelope.py); "claimed": the name a caller
+    # types is taken as given (local rehearsal). Unset: the worker's deployment default
+    # (REMEDIATION_APPROVAL_IDENTITY), fixed in history at run start (activities/identity.py).
+    identity: Literal["verified", "claimed"] | None = None
     default: GatePolicy = Field(default_factory=GatePolicy)
     gates: dict[str, GatePolicy] = Field(default_factory=dict, description="per-gate overrides")
 

@@ -3,7 +3,7 @@
 Interface (the UI, the CLI and other tools depend on these names):
 - update ``approve_gate`` / signal ``approve``: ``GateApproval``
 - update ``reject_gate`` / signal ``reject``: ``GateRejection``
-- signal ``abort``: ``AbortRequest`` (cancelling the workflow is treated the same)
+- signal / update ``abort``: ``AbortRequest`` (cancelling the workflow is treated the same)
 - update / signal ``decide_failure``: ``FailureDecisionRequest`` (a decision gate's answer)
 - update / signal ``pause`` and ``resume``: ``PauseRequest``
 - query ``status``: ``runbook.status.RunStatus``
@@ -19,6 +19,7 @@ from typing import Any, Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from runbook.envelope import MAX_ENVELOPE
 from runbook.identity import normalize_identity
 
 WORKFLOW_TYPE = "RemediationWorkflow"
@@ -32,6 +33,8 @@ UPDATE_REJECT = "reject_gate"
 SIGNAL_APPROVE = "approve"
 SIGNAL_REJECT = "reject"
 SIGNAL_ABORT = "abort"
+# identity-1: abort as an update too, so an abort can carry a verified identity.
+UPDATE_ABORT = "abort"
 QUERY_STATUS = "status"
 UPDATE_DECIDE = "decide_failure"
 SIGNAL_DECIDE = "decide_failure"
@@ -56,6 +59,10 @@ MAX_DIGEST = 128
 class _Message(BaseModel):
     # strict: a number or a list is not an approver; extra: a typo is not silently dropped.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    # The approval service's signed proof of who sent this (runbook/envelope.py); required
+    # when the run takes verified identities (workflows/identity_checks.py).
+    envelope: str | None = Field(default=None, max_length=MAX_ENVELOPE)
 
 
 def _identity(value: str, info: Any) -> str:
@@ -117,6 +124,13 @@ class GateAck(BaseModel):
     approvals: int
     required: int
     gate_status: str
+
+
+class AbortAck(BaseModel):
+    """What the ``abort`` update returns: the run is rolling back."""
+
+    accepted: bool
+    state: str
 
 
 # ------------------------------------------------------------ reading a message ----------

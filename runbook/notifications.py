@@ -19,7 +19,12 @@ CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 # Always available, needs no configuration: a structured line in the worker log.
 LOG_CHANNEL = "log"
 
-NoticeLevel = Literal["reminder", "escalation", "breach", "outcome", "resolve"]
+# The Slack buttons of an "approval" notice, answered by the approval service
+# (approval/slack_interactions.py): one name on both sides.
+APPROVE_ACTION_ID = "runbook_approve"
+REJECT_ACTION_ID = "runbook_reject"
+# "approval": the gate just opened (identity-1): Slack shows Approve/Reject buttons.
+NoticeLevel = Literal["reminder", "escalation", "breach", "outcome", "resolve", "approval"]
 
 
 class NotificationRouting(BaseModel):
@@ -82,6 +87,12 @@ class ChannelNotice(BaseModel):
     approve_command: str | None = None  # e.g. "runbook approve <id> --gate phase-1 ..."
     # Stable per run and gate: PagerDuty de-duplicates on it and resolves by it.
     dedup_key: str | None = None
+    # For an "approval" notice (identity-1): the plan digest the buttons approve, the plan
+    # rows the gate releases ("resource field: current -> desired"), and whether the
+    # channel may show buttons (only when the run takes verified approvals).
+    plan_digest: str | None = None
+    changes: list[str] = Field(default_factory=list)
+    buttons: bool = False
 
 
 class ChannelDelivery(BaseModel):

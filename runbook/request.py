@@ -34,6 +34,7 @@ from runbook.field_problems import (  # noqa: F401 - re-exported: the request's 
     describe_problems,
     model_problems,
 )
+from runbook.envelope import MAX_ENVELOPE
 from runbook.approval_policy import (  # noqa: F401 - re-exported for existing importers
     DAY_S,
     GATE_IDS,
@@ -336,6 +337,9 @@ class RemediationRequest(_Strict):
     # Who asked for the run, in their one spelling (runbook/identity.py); the two-person
     # rule forbids them approving it. Empty: not known.
     requested_by: str = ""
+    # The approval service's signed proof that ``requested_by`` started this run (an
+    # envelope, act "start"; checked at run start by activities/identity.py).
+    requester_proof: str | None = Field(default=None, max_length=MAX_ENVELOPE)
     targets: Targets = Field(default_factory=Targets)
     desired: DesiredState = Field(default_factory=DesiredState)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)

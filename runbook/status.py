@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from runbook.iac_followup import IacFollowUp
+from runbook.identity_policy import IdentityResolution, VerifiedMessage
 from runbook.leases import LeaseView
 from runbook.notifications import ChannelFailure
 from runbook.plan import DriftRow, Plan
@@ -83,6 +84,11 @@ class Approval(BaseModel):
     comment: str = ""
     plan_digest: str | None = None
     via: str = "update"  # update | signal
+    # identity-1: "verified" when a signed envelope proved the approver (who proved them:
+    # ``idp``; sent from ``channel``: cli | slack | api), else "claimed".
+    identity: str = "claimed"
+    idp: str | None = None
+    channel: str | None = None
 
 
 class IgnoredMessage(BaseModel):
@@ -141,6 +147,8 @@ class GateRecord(BaseModel):
     drift: list[DriftRow] = Field(default_factory=list)
     # Set when the re-diagnosis before the gate could not run (the plan was kept).
     drift_check_error: str | None = None
+    # Why the quorum differs from the policy (a verified run without a verified requester).
+    quorum_note: str | None = None
 
 
 class Escalation(BaseModel):
@@ -233,6 +241,10 @@ class RunStatus(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     outcome_reason: str = ""
+    # identity-1: the identity policy resolved at start (None: claimed, an older run) and
+    # the proof of every message accepted with a verified identity.
+    identity: IdentityResolution | None = None
+    verified_messages: list[VerifiedMessage] = Field(default_factory=list)
 
 
 class ChangeRecord(BaseModel):
@@ -275,3 +287,5 @@ class RemediationReport(BaseModel):
     # Operators' answers at decision gates, and the run's pauses.
     decisions: list[FailureDecision] = Field(default_factory=list)
     pauses: list[PauseRecord] = Field(default_factory=list)
+    identity: IdentityResolution | None = None
+    verified_messages: list[VerifiedMessage] = Field(default_factory=list)

@@ -30,8 +30,10 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_ABORT,
         SIGNAL_APPROVE,
         SIGNAL_REJECT,
+        UPDATE_ABORT,
         UPDATE_APPROVE,
         UPDATE_REJECT,
+        AbortAck,
         AbortRequest,
         GateAck,
         GateApproval,
@@ -52,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gate_rules import approval_problem, counting_problem, rejection_problem
     from workflows.lease_holder import TargetLease
 
+from workflows.identity_checks import IdentityChecks
+
 # The status keeps the latest ignored messages only (and counts them all): a flood of junk
 # signals must not grow the status query's answer without bound.
 MAX_IGNORED_KEPT = 50
@@ -62,7 +66,7 @@ REFUSED_TYPE = "MessageRefused"
 MessageT = TypeVar("MessageT", bound=BaseModel)
 
 
-class ApprovalHandlers:
+class ApprovalHandlers(IdentityChecks):
     _status: RunStatus
     _gates: dict[str, GateRecord]
     _req: RemediationRequest | None
@@ -78,14 +82,18 @@ class ApprovalHandlers:
     def _approval_problem(self, msg: GateApproval) -> str | None:
         plan = self._status.plan
         return approval_problem(
-            self._gates.get(msg.gate), msg, requested_by=self._status.requested_by,
+            self._gates.get(msg.gate), msg, requested_by=self._effective_requester(),
             two_person_rule=self._req.approval.two_person_rule if self._req else True,
             plan_digest=plan.digest if plan else None)
 
     def _apply_approval(self, msg: GateApproval, via: str) -> GateAck:
         g = self._gates[msg.gate]
+        proof = self._record_proof("approve", msg.approver, msg.envelope, gate=msg.gate)
         g.approvals.append(Approval(gate=msg.gate, approver=msg.approver, at=workflow.now(),
-                                    comment=msg.comment, plan_digest=msg.plan_digest, via=via))
+                                    comment=msg.comment, plan_digest=msg.plan_digest, via=via,
+                                    identity="verified" if proof else "claimed",
+                                    idp=proof.idp if proof else None,
+                                    channel=proof.via if proof else None))
         if len(g.approvals) >= g.min_approvals:
             g.status, g.closed_at = "APPROVED", workflow.now()
         self._publish()
@@ -94,6 +102,7 @@ class ApprovalHandlers:
 
     def _apply_rejection(self, msg: GateRejection) -> GateAck:
         g = self._gates[msg.gate]
+        self._record_proof("reject", msg.approver, msg.envelope, gate=msg.gate)
         g.status, g.closed_at = "REJECTED", workflow.now()
         g.rejected_by, g.reject_reason = msg.approver, msg.reason
         self._publish()
@@ -101,21 +110,32 @@ class ApprovalHandlers:
                        required=g.min_approvals, gate_status=g.status)
 
     def _signal_approval(self, msg: GateApproval) -> str | None:
-        problem = self._approval_problem(msg)
+        problem = self._signal_identity_problem("approve") or self._approval_problem(msg)
         if problem is None:
             self._apply_approval(msg, "signal")
         return problem
 
     def _signal_rejection(self, msg: GateRejection) -> str | None:
-        problem = rejection_problem(self._gates.get(msg.gate), msg)
+        problem = (self._signal_identity_problem("reject")
+                   or rejection_problem(self._gates.get(msg.gate), msg))
         if problem is None:
             self._apply_rejection(msg)
         return problem
 
     def _signal_abort(self, msg: AbortRequest) -> str | None:
+        return self._signal_identity_problem("abort") or self._take_abort(msg)
+
+    def _abort_problem(self) -> str | None:
         if self._abort is not None or self._status.state in (RunState.ROLLING_BACK, *TERMINAL_STATES):
             return f"run is {self._status.state.value}; nothing to abort"
+        return None
+
+    def _take_abort(self, msg: AbortRequest) -> str | None:
+        problem = self._abort_problem()
+        if problem:
+            return problem
         self._abort = msg
+        self._record_proof("abort", msg.by, msg.envelope)
         # Stop the running phase now: its in-flight activities are cancelled and report
         # what they changed, then the saga rolls everything back.
         if self._phase_task is not None and not self._phase_task.done():
@@ -162,7 +182,10 @@ class ApprovalHandlers:
 
     @approve_gate.validator
     def _validate_approve(self, *payloads: Any) -> None:
-        problem = self._approval_problem(parse_message(GateApproval, payloads))
+        msg = parse_message(GateApproval, payloads)
+        problem = (self._sender_problem("approve", msg.approver, msg.envelope, gate=msg.gate,
+                                        digest=msg.plan_digest)
+                   or self._approval_problem(msg))
         if problem:
             raise ValueError(problem)
 
@@ -178,7 +201,23 @@ class ApprovalHandlers:
     @reject_gate.validator
     def _validate_reject(self, *payloads: Any) -> None:
         msg = parse_message(GateRejection, payloads)
-        problem = rejection_problem(self._gates.get(msg.gate), msg)
+        problem = (self._sender_problem("reject", msg.approver, msg.envelope, gate=msg.gate)
+                   or rejection_problem(self._gates.get(msg.gate), msg))
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.update(name=UPDATE_ABORT, description='Abort: roll back everything, end ABORTED '
+                                                    '{"by": "alice", "reason": "..."}')
+    async def abort_run(self, *payloads: Any) -> AbortAck:
+        problem = self._take_abort(parse_message(AbortRequest, payloads))
+        if problem:  # aborted meanwhile
+            raise ApplicationError(problem, type=REFUSED_TYPE, non_retryable=True)
+        return AbortAck(accepted=True, state=self._status.state.value)
+
+    @abort_run.validator
+    def _validate_abort(self, *payloads: Any) -> None:
+        msg = parse_message(AbortRequest, payloads)
+        problem = self._sender_problem("abort", msg.by, msg.envelope) or self._abort_problem()
         if problem:
             raise ValueError(problem)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from runbook.identity_policy import describe_identity
 from runbook.plan import DriftRow, PlannedChange
 from runbook.status import TERMINAL_STATES, GateRecord, RunState, RunStatus, StepStatus
 from runbook.value_text import format_value, shorten
@@ -58,7 +59,9 @@ def _bounded(rows: list[str], limit: int) -> list[str]:
 def _who(g: GateRecord, s: RunStatus, verb: str) -> str:
     who = ", ".join(g.approvers_allowed) if g.approvers_allowed else "anyone"
     parts = [f"- May {verb}: {who}"]
-    if g.min_approvals > 1:
+    if g.quorum_note:  # replaces the two-person rule: no verified requester to exclude
+        parts.append(g.quorum_note)
+    elif g.min_approvals > 1:
         parts.append(f"{g.min_approvals} distinct approvers")
     if g.two_person_rule and s.requested_by:
         parts.append(f"not {s.requested_by} (two-person rule"
@@ -77,13 +80,14 @@ def _approval_gate(g: GateRecord, s: RunStatus) -> list[str]:
              _deadlines(g, "times out"),
              _who(g, s, "approve")]
     if g.approvals:
-        lines.append(f"- Approved so far: {', '.join(a.approver for a in g.approvals)}")
+        lines.append("- Approved so far: " + ", ".join(
+            a.approver + (f" (verified, {a.idp})" if a.identity == "verified" else " (claimed)")
+            for a in g.approvals))
     if g.phase == 0 or g.id == CLEANUP_GATE:
         lines.append("- **IRREVERSIBLE**: cleanup deletes the old revisions; they cannot be "
                      "restored or rolled back to")
     if s.plan is not None and g.phase is not None:
-        phase_of = {st.id: st.phase for st in s.steps}
-        rows = [_change_row(c) for c in s.plan.changes if phase_of.get(c.step_id) == g.phase]
+        rows = [_change_row(c) for c in gate_changes(s, g)]
         if rows:
             lines.append(f"- Will change ({len(rows)}):")
             lines += _bounded(rows, GATE_ROWS)
@@ -95,11 +99,29 @@ def _approval_gate(g: GateRecord, s: RunStatus) -> list[str]:
         lines += _bounded([_drift_row(d) for d in g.drift], DRIFT_ROWS)
     if g.drift_check_error:
         lines.append(f"- Drift check could not run (plan kept): {shorten(g.drift_check_error, 160)}")
+    if verified(s):
+        digest = f" --digest {s.plan.digest}" if s.plan else ""
+        lines.append(f"- Approve: `runbook approve <run> --gate {g.id}{digest}` after "
+                     "`runbook login` (through the approval service), or the Slack buttons; "
+                     "unsigned updates and signals are refused")
+        return lines
     fields = {"gate": g.id, "approver": "<you>"}
     if s.plan is not None:
         fields["plan_digest"] = s.plan.digest
     lines.append(f"- Approve: update `approve_gate` or signal `approve` with {_payload(**fields)}")
     return lines
+
+
+def verified(s: RunStatus) -> bool:
+    return s.identity is not None and s.identity.mode == "verified"
+
+
+def gate_changes(s: RunStatus, g: GateRecord) -> list[PlannedChange]:
+    """The plan rows a gate releases (its phase's steps)."""
+    if s.plan is None or g.phase is None:
+        return []
+    phase_of = {st.id: st.phase for st in s.steps}
+    return [c for c in s.plan.changes if phase_of.get(c.step_id) == g.phase]
 
 
 def _decision_gate(g: GateRecord, s: RunStatus) -> list[str]:
@@ -110,6 +132,11 @@ def _decision_gate(g: GateRecord, s: RunStatus) -> list[str]:
              f"- In force: {', '.join(g.in_force) if g.in_force else 'no change yet'}",
              _who(g, s, "decide"),
              "- Decide: update or signal `decide_failure` with one of:"]
+    if verified(s):
+        lines[-1] = "- Decide (after `runbook login`, through the approval service), one of:"
+        lines += [f"  - **{o}**, {OPTION_MEANING.get(o, o)}: `runbook decide <run> --gate {g.id} "
+                  f"--decision {o} --reason ...`" for o in g.options]
+        return lines
     lines += [f"  - **{o}**, {OPTION_MEANING.get(o, o)}: "
               f"{_payload(gate=g.id, decision=o, by='<you>', reason='...')}" for o in g.options]
     return lines
@@ -127,13 +154,14 @@ def _pause(s: RunStatus) -> list[str]:
         lines = [f"- **PAUSED** by {p.by} since {_at(p.held_at)}: {why}{where}"]
     lines.append("- Deadlines are frozen while it holds" if p.freeze_deadlines
                  else "- Budgets and gate deadlines keep running while paused")
-    lines.append(f"- Resume: update or signal `resume` with "
-                 f"{_payload(by='<you>', reason='...')}")
+    lines.append("- Resume: `runbook resume <run>` after `runbook login`" if verified(s) else
+                 f"- Resume: update or signal `resume` with {_payload(by='<you>', reason='...')}")
     return lines
 
 
 def render_current_details(s: RunStatus) -> str:
-    lines = [f"**Incident {s.incident_id}** - state **{s.state.value}**"]
+    lines = [f"**Incident {s.incident_id}** - state **{s.state.value}**",
+             f"- Identity: {describe_identity(s.identity, s.requested_by)}"]
     if s.current_phase:
         ph = s.phases[s.current_phase - 1]
         lines.append(f"- Phase {ph.number}: {ph.title} ({ph.owner}), {ph.status}; "
@@ -141,8 +169,9 @@ def render_current_details(s: RunStatus) -> str:
     if s.pause is not None:
         lines += _pause(s)
     elif s.state not in TERMINAL_STATES and s.state != RunState.ROLLING_BACK:
-        lines.append(f"- Pause (holds before the next step): update or signal `pause` with "
-                     f"{_payload(by='<you>', reason='...')}")
+        lines.append("- Pause (holds before the next step): " + (
+            "`runbook pause <run>` after `runbook login`" if verified(s) else
+            f"update or signal `pause` with {_payload(by='<you>', reason='...')}"))
     if s.pending_gate:
         g = s.pending_gate
         lines += _decision_gate(g, s) if g.kind == "decision" else _approval_gate(g, s)

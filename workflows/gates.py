@@ -10,7 +10,7 @@ workflow time and wait_condition only.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from temporalio import workflow
 
@@ -19,6 +19,10 @@ from workflows.pause import wait_deadline
 with workflow.unsafe.imports_passed_through():
     from runbook.definition import GateSpec
     from runbook.status import GateRecord, RunStatus
+    from workflows.current_details import gate_changes, verified
+
+if TYPE_CHECKING:
+    from workflows.notifier import Notifier
 
 # notify(level, recipient, subject, body, phase=..., gate=...)
 Notify = Callable[..., Awaitable[None]]
@@ -61,3 +65,18 @@ async def await_decision(g: GateRecord, spec: GateSpec, chain: list[str], phase:
         await notify(level, recipient, f"Gate {spec.id} awaits approval ({level})",
                      f"{spec.title}: {len(g.approvals)}/{g.min_approvals} approvals; "
                      f"times out at {g.timeout_at.isoformat()}", phase=phase, gate=spec.id)
+
+
+def announce_gate(notifier: "Notifier", s: RunStatus, g: GateRecord, recipient: str,
+                  phase: int | None) -> None:
+    """identity-1: tell the chain's first recipient the gate is open, with what it will
+    change; a verified run's Slack message carries Approve/Reject buttons, answered by the
+    approval service (approval/slack_interactions.py)."""
+    changes = [f"{c.resource.rsplit('/', 1)[-1]} {c.field}: {c.current} -> {c.desired}"
+               for c in gate_changes(s, g)][:20]
+    notifier.send("approval", recipient, f"Gate {g.id} awaits approval",
+                  f"{g.title}: needs {g.min_approvals} approval(s)"
+                  + (f" ({g.quorum_note})" if g.quorum_note else "")
+                  + f"; times out at {g.timeout_at.isoformat()}", phase=phase, gate=g.id,
+                  plan_digest=s.plan.digest if s.plan else None, changes=changes,
+                  buttons=verified(s))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -53,7 +53,7 @@ class Notifier:
         self._paged: dict[str, list[tuple[str, str, asyncio.Task]]] = {}
 
     def send(self, level: str, recipient: str, subject: str, body: str, *,
-             phase: int | None = None, gate: str | None = None) -> None:
+             phase: int | None = None, gate: str | None = None, **extra: Any) -> None:
         """Record the escalation now and deliver it on every channel of the recipient."""
         channels = self._channels_for(recipient)
         esc = Escalation(at=workflow.now(), level=level, recipient=recipient, subject=subject,
@@ -62,7 +62,7 @@ class Notifier:
         level = "breach" if level == "hard_limit" else level  # a hard limit is a breach to a pager
         key = gate or (f"phase-{phase}" if phase else None)
         for channel in channels:
-            notice = self._notice(level, recipient, channel, subject, body, phase, gate)
+            notice = self._notice(level, recipient, channel, subject, body, phase, gate, **extra)
             task = asyncio.create_task(self._deliver(esc, notice))
             self._tasks.append(task)
             if key and level in PAGING_LEVELS:
@@ -106,20 +106,23 @@ class Notifier:
         await workflow.wait_condition(lambda: all(t.done() for t in self._tasks))
 
     def _notice(self, level: str, recipient: str, channel: str, subject: str, body: str,
-                phase: int | None, gate: str | None) -> ChannelNotice:
+                phase: int | None, gate: str | None, **extra: Any) -> ChannelNotice:
+        """``extra``: ChannelNotice fields of an "approval" notice (digest, changes, buttons)."""
         wid = workflow.info().workflow_id
         record = next((g for g in self._status.gates if g.id == gate), None)
         deadline: datetime | None = record.timeout_at if record else None
         command = None
-        if gate and level in ("reminder", "escalation"):
+        if gate and level in ("reminder", "escalation", "approval"):
             digest = self._status.plan.digest if self._status.plan else None
-            command = (f"runbook approve {wid} --gate {gate} --approver <you>"
+            verified = self._status.identity is not None and self._status.identity.mode == "verified"
+            command = (f"runbook approve {wid} --gate {gate}"
+                       + ("" if verified else " --approver <you>")
                        + (f" --digest {digest}" if digest else ""))
         return ChannelNotice(
             run_id=wid, incident_id=self._status.incident_id, level=level, recipient=recipient,
             channel=channel, subject=subject, body=body, gate=gate, phase=phase,
             deadline=deadline, approve_command=command,
-            dedup_key=f"{wid}/{gate or (f'phase-{phase}' if phase else 'run')}")
+            dedup_key=f"{wid}/{gate or (f'phase-{phase}' if phase else 'run')}", **extra)
 
     async def _deliver(self, esc: Escalation, notice: ChannelNotice,
                        after: list[asyncio.Task] | None = None) -> None:

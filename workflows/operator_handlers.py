@@ -42,27 +42,29 @@ class OperatorHandlers:
 
     def _decision_problem(self, msg: FailureDecisionRequest) -> str | None:
         return self._operator_problem() or decision_problem(
-            self._gates.get(msg.gate), msg, requested_by=self._status.requested_by,
+            self._gates.get(msg.gate), msg, requested_by=self._effective_requester(),
             two_person_rule=self._req.approval.two_person_rule if self._req else True)
 
     def _decide_ack(self, msg: FailureDecisionRequest) -> GateAck:
+        self._record_proof("decide", msg.by, msg.envelope, gate=msg.gate, decision=msg.decision)
         g = self._apply_decision(msg)
         return GateAck(gate=g.id, accepted=True, approvals=1, required=1, gate_status=g.status)
 
     def _signal_decision(self, msg: FailureDecisionRequest) -> str | None:
-        problem = self._decision_problem(msg)
+        problem = self._signal_identity_problem("decide") or self._decision_problem(msg)
         if problem is None:
             self._apply_decision(msg)
         return problem
 
     def _signal_pause(self, msg: PauseRequest) -> str | None:
-        problem = self._operator_problem() or self._pauser.pause_problem(msg)
+        problem = (self._signal_identity_problem("pause") or self._operator_problem()
+                   or self._pauser.pause_problem(msg))
         if problem is None:
             self._pauser.pause(msg)
         return problem
 
     def _signal_resume(self, msg: PauseRequest) -> str | None:
-        problem = self._pauser.resume_problem(msg)
+        problem = self._signal_identity_problem("resume") or self._pauser.resume_problem(msg)
         if problem is None:
             self._pauser.resume(msg)
         return problem
@@ -81,7 +83,10 @@ class OperatorHandlers:
 
     @decide_failure.validator
     def _validate_decide(self, *payloads: Any) -> None:
-        problem = self._decision_problem(parse_message(FailureDecisionRequest, payloads))
+        msg = parse_message(FailureDecisionRequest, payloads)
+        problem = (self._sender_problem("decide", msg.by, msg.envelope, gate=msg.gate,
+                                        decision=msg.decision)
+                   or self._lone_decision_problem(msg.decision) or self._decision_problem(msg))
         if problem:
             raise ValueError(problem)
 
@@ -91,12 +96,14 @@ class OperatorHandlers:
         problem = self._operator_problem() or self._pauser.pause_problem(msg)
         if problem:
             raise ApplicationError(problem, type=REFUSED_TYPE, non_retryable=True)
+        self._record_proof("pause", msg.by, msg.envelope)
         return self._pauser.pause(msg)
 
     @pause_run.validator
     def _validate_pause(self, *payloads: Any) -> None:
-        problem = self._operator_problem() or self._pauser.pause_problem(
-            parse_message(PauseRequest, payloads))
+        msg = parse_message(PauseRequest, payloads)
+        problem = (self._sender_problem("pause", msg.by, msg.envelope)
+                   or self._operator_problem() or self._pauser.pause_problem(msg))
         if problem:
             raise ValueError(problem)
 
@@ -106,11 +113,14 @@ class OperatorHandlers:
         problem = self._pauser.resume_problem(msg)
         if problem:
             raise ApplicationError(problem, type=REFUSED_TYPE, non_retryable=True)
+        self._record_proof("resume", msg.by, msg.envelope)
         return self._pauser.resume(msg)
 
     @resume_run.validator
     def _validate_resume(self, *payloads: Any) -> None:
-        problem = self._pauser.resume_problem(parse_message(PauseRequest, payloads))
+        msg = parse_message(PauseRequest, payloads)
+        problem = (self._sender_problem("resume", msg.by, msg.envelope)
+                   or self._pauser.resume_problem(msg))
         if problem:
             raise ValueError(problem)
 

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         OUTCOME_ERROR_TYPE,
         SAFETY_PATCH,
     )
+    from runbook.identity_policy import IDENTITY_PATCH
     from runbook.plan import build_plan
     from runbook.request import describe_problems, request_problems
     from runbook.status import (
@@ -57,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.current_details import render_current_details
     from workflows.report import build_report
-from workflows.gates import await_decision, open_gate
+from workflows.gates import announce_gate, await_decision, open_gate
 from workflows.lease_holder import LeaseRefused, TargetLease
 from workflows.notifier import Notifier, legacy_notify
 from workflows.saga import compensate
@@ -94,6 +95,9 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
         # Set at run start from the operator-1 patch marker: decisions on failure, pause,
         # drift re-approval (workflows/failure_decisions.py, pause.py, drift_check.py).
         self._operator = False
+        # Set at run start from the identity-1 patch marker: the identity policy is
+        # resolved and enforced (workflows/identity_checks.py).
+        self._identity_on = False
         # The run itself is stopping the phase's steps (hard limit, cancel): their failures
         # are not decided on (workflows/phase_runner.py ``_cancel_phase``).
         self._stopping = False
@@ -147,9 +151,16 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
         workflow.patched(GCP_FIDELITY_PATCH)
         self._safety = workflow.patched(SAFETY_PATCH)
         self._operator = self._safety and workflow.patched(OPERATOR_PATCH)
+        self._identity_on = self._operator and workflow.patched(IDENTITY_PATCH)
         self._publish()
         if self._safety and self._req.notifications.legacy_channels:
             return self._refuse_legacy_channels()
+        if self._identity_on:
+            refusal = await self._resolve_identity()
+            self._publish()
+            if refusal:
+                # The refusal starts with the request field it is about.
+                self._refuse_request(refusal, refusal.split(":", 1)[0])
         revisions_left: list[str] = []
         try:
             if self._safety:
@@ -201,12 +212,15 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
                     return task.result()
 
     def _refuse_legacy_channels(self) -> RemediationReport:
-        reason = ("notifications: a list of channels with URLs is the form before safety-1; "
-                  "URLs are secrets: route recipients to channel names configured on the worker "
-                  '(e.g. {"routes": {"db-oncall": ["db-slack"]}, "default": ["log"]})')
+        self._refuse_request(
+            "notifications: a list of channels with URLs is the form before safety-1; "
+            "URLs are secrets: route recipients to channel names configured on the worker "
+            '(e.g. {"routes": {"db-oncall": ["db-slack"]}, "default": ["log"]})', "notifications")
+
+    def _refuse_request(self, reason: str, field: str) -> None:
+        """End the run before it changed anything: a request this worker will not run."""
         self._finish(RunState.FAILED, f"invalid request: {reason}")
-        raise ApplicationError(f"InvalidRequest: {reason}",
-                               [{"field": "notifications", "reason": reason}],
+        raise ApplicationError(f"InvalidRequest: {reason}", [{"field": field, "reason": reason}],
                                type="InvalidRequest", non_retryable=True)
 
     async def _conclude(self, revisions_left: list[str]) -> RemediationReport:
@@ -327,6 +341,8 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
         if self._operator and self._pauser.paused:
             self._pauser.hold_at_gate(g.id)
         self._publish()
+        if self._identity_on:
+            announce_gate(self._notifier, self._status, g, chain[0], phase)
         await await_decision(g, spec, chain, phase, self._status,
                              lambda: self._abort is not None, self._notify,
                              self._pauser.frozen if self._operator else (lambda: False))

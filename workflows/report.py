@@ -59,4 +59,5 @@ def build_report(s: RunStatus, *, revisions_left: list[str] | None = None,
         iac_followup=iac,
         decisions=[g.decision for g in s.gates if g.decision is not None],
         pauses=s.pauses,
+        identity=s.identity, verified_messages=s.verified_messages,
     )

@@ -4,8 +4,18 @@ answering as the vendor does.
 
 - Slack (https://api.slack.com/reference/block-kit/blocks): ``text`` string, ``blocks``
   list of at most 50 known blocks; header plain_text <= 150; section text <= 3000, at
-  most 10 fields each <= 2000; context 1-10 elements; block_id <= 255. Answers 200
-  ``ok``, or 400 ``invalid_blocks`` / ``invalid_payload`` (text/plain).
+  most 10 fields each <= 2000; context 1-10 elements; block_id <= 255; actions 1-25
+  elements, action_ids unique in the block; a button's text plain_text <= 75,
+  action_id <= 255, value <= 2000, url <= 3000, style primary|danger, its confirm
+  dialog title <= 100, text <= 300, confirm/deny <= 30. Each block is also parsed by
+  ``slack_sdk``'s Block Kit models, whose ``to_dict()`` applies the SDK's validators.
+  Incoming webhook paths (``/services/...``) answer 200 ``ok``, or 400
+  ``invalid_blocks`` / ``invalid_payload`` (text/plain).
+- Slack ``response_url`` (``/actions/...``; https://docs.slack.dev/interactivity/handling-user-interaction,
+  "Message responses"): the message fields ``text`` and/or ``blocks`` (checked as
+  above), ``response_type`` in_channel|ephemeral, ``replace_original`` /
+  ``delete_original`` booleans, ``thread_ts``; nothing else. Answered like an incoming
+  webhook (the same hooks.slack.com service).
 - PagerDuty (developer-docs events-API-v2 "Send an Alert Event"): ``routing_key`` 32
   alphanumerics, ``event_action`` trigger|acknowledge|resolve, ``dedup_key`` <= 255
   (required unless trigger), for trigger ``payload.summary`` (<= 1024), ``source``,
@@ -25,10 +35,17 @@ from typing import Any
 
 import httpx
 import pytest
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
 
 TEXT_TYPES = {"plain_text", "mrkdwn"}
 BLOCK_TYPES = {"header", "section", "context", "divider", "actions", "image", "input",
                "rich_text", "file", "video", "markdown"}
+BUTTON_STYLES = {"primary", "danger"}
+RESPONSE_URL_FIELDS = {"text", "blocks", "attachments", "response_type", "replace_original",
+                       "delete_original", "thread_ts", "mrkdwn", "unfurl_links", "unfurl_media",
+                       "metadata"}
+MESSAGE_TEXT_MAX = 40000  # Slack truncates a message's text beyond this
 SEVERITIES = {"critical", "error", "warning", "info"}
 ACTIONS = {"trigger", "acknowledge", "resolve"}
 
@@ -43,43 +60,124 @@ def _text_problems(where: str, obj: Any, limit: int, types: set[str] = TEXT_TYPE
 
 
 def slack_problems(body: Any) -> list[str]:
+    """An incoming webhook message: ``text`` (the notification fallback) and blocks."""
     if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"]:
         return ["text: required non-empty string"]
-    blocks = body.get("blocks")
+    return blocks_problems(body.get("blocks"))
+
+
+def response_url_problems(body: Any) -> list[str]:
+    """A message sent to an interaction's ``response_url``."""
+    if not isinstance(body, dict):
+        return ["the body must be a JSON object"]
+    problems = [f"{key}: not a response_url message field" for key in body
+                if key not in RESPONSE_URL_FIELDS]
+    text = body.get("text")
+    if "blocks" not in body and (not isinstance(text, str) or not text):
+        problems.append("text: required non-empty string when there are no blocks")
+    if text is not None and (not isinstance(text, str) or len(text) > MESSAGE_TEXT_MAX):
+        problems.append(f"text: a string of at most {MESSAGE_TEXT_MAX}")
+    if "blocks" in body:
+        problems += blocks_problems(body["blocks"])
+    if "response_type" in body and body["response_type"] not in ("in_channel", "ephemeral"):
+        problems.append("response_type: in_channel or ephemeral")
+    for flag in ("replace_original", "delete_original"):
+        if flag in body and not isinstance(body[flag], bool):
+            problems.append(f"{flag}: must be a boolean")
+    return problems
+
+
+def blocks_problems(blocks: Any) -> list[str]:
     if not isinstance(blocks, list) or not 1 <= len(blocks) <= 50:
         return ["blocks: must be a list of 1-50 blocks"]
     problems: list[str] = []
     for i, block in enumerate(blocks):
-        where = f"blocks[{i}]"
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind not in BLOCK_TYPES:
-            problems.append(f"{where}.type: unknown {kind!r}")
-            continue
-        if "block_id" in block and (not isinstance(block["block_id"], str)
-                                    or len(block["block_id"]) > 255):
-            problems.append(f"{where}.block_id: string of at most 255")
-        if kind == "header":
-            problems += _text_problems(f"{where}.text", block.get("text"), 150, {"plain_text"})
-        elif kind == "section":
-            if "text" not in block and "fields" not in block:
-                problems.append(f"{where}: needs text or fields")
-            if "text" in block:
-                problems += _text_problems(f"{where}.text", block["text"], 3000)
-            if "fields" in block:
-                fields = block["fields"]
-                if not isinstance(fields, list) or not 1 <= len(fields) <= 10:
-                    problems.append(f"{where}.fields: 1-10 text objects")
-                else:
-                    for j, f in enumerate(fields):
-                        problems += _text_problems(f"{where}.fields[{j}]", f, 2000)
-        elif kind == "context":
-            elements = block.get("elements")
-            if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
-                problems.append(f"{where}.elements: 1-10 elements")
-            else:
-                for j, e in enumerate(elements):
-                    problems += _text_problems(f"{where}.elements[{j}]", e, 3000)
+        problems += _block_problems(f"blocks[{i}]", block)
     return problems
+
+
+def _block_problems(where: str, block: Any) -> list[str]:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind not in BLOCK_TYPES:
+        return [f"{where}.type: unknown {kind!r}"]
+    problems: list[str] = []
+    if "block_id" in block and (not isinstance(block["block_id"], str)
+                                or len(block["block_id"]) > 255):
+        problems.append(f"{where}.block_id: string of at most 255")
+    if kind == "header":
+        problems += _text_problems(f"{where}.text", block.get("text"), 150, {"plain_text"})
+    elif kind == "section":
+        if "text" not in block and "fields" not in block:
+            problems.append(f"{where}: needs text or fields")
+        if "text" in block:
+            problems += _text_problems(f"{where}.text", block["text"], 3000)
+        if "fields" in block:
+            fields = block["fields"]
+            if not isinstance(fields, list) or not 1 <= len(fields) <= 10:
+                problems.append(f"{where}.fields: 1-10 text objects")
+            else:
+                for j, f in enumerate(fields):
+                    problems += _text_problems(f"{where}.fields[{j}]", f, 2000)
+    elif kind == "context":
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
+            problems.append(f"{where}.elements: 1-10 elements")
+        else:
+            for j, e in enumerate(elements):
+                problems += _text_problems(f"{where}.elements[{j}]", e, 3000)
+    elif kind == "actions":
+        problems += _actions_problems(where, block)
+    # The SDK's models second (a block our checks already refused may not even parse).
+    return problems or _sdk_problems(where, block)
+
+
+def _actions_problems(where: str, block: dict) -> list[str]:
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+        return [f"{where}.elements: 1-25 interactive elements"]
+    problems: list[str] = []
+    action_ids = [e.get("action_id") for e in elements if isinstance(e, dict)]
+    if len([a for a in action_ids if a is not None]) != len({a for a in action_ids if a}):
+        problems.append(f"{where}.elements: action_id must be unique within the block")
+    for j, e in enumerate(elements):
+        if isinstance(e, dict) and e.get("type") == "button":
+            problems += _button_problems(f"{where}.elements[{j}]", e)
+    return problems
+
+
+def _button_problems(where: str, button: dict) -> list[str]:
+    problems = _text_problems(f"{where}.text", button.get("text"), 75, {"plain_text"})
+    for field, limit in (("action_id", 255), ("value", 2000), ("url", 3000)):
+        if field in button and (not isinstance(button[field], str)
+                                or not 1 <= len(button[field]) <= limit):
+            problems.append(f"{where}.{field}: a string of 1-{limit}")
+    if "style" in button and button["style"] not in BUTTON_STYLES:
+        problems.append(f"{where}.style: primary or danger")
+    confirm = button.get("confirm")
+    if confirm is not None:
+        if not isinstance(confirm, dict):
+            return problems + [f"{where}.confirm: must be a confirmation dialog object"]
+        problems += _text_problems(f"{where}.confirm.title", confirm.get("title"), 100,
+                                   {"plain_text"})
+        problems += _text_problems(f"{where}.confirm.text", confirm.get("text"), 300)
+        for field in ("confirm", "deny"):
+            problems += _text_problems(f"{where}.confirm.{field}", confirm.get(field), 30,
+                                       {"plain_text"})
+        if "style" in confirm and confirm["style"] not in BUTTON_STYLES:
+            problems.append(f"{where}.confirm.style: primary or danger")
+    return problems
+
+
+def _sdk_problems(where: str, block: dict) -> list[str]:
+    """What slack_sdk's own model of the block refuses (its to_dict() validates)."""
+    try:
+        parsed = Block.parse(block)
+        if parsed is None:
+            return [f"{where}: slack_sdk cannot parse it"]
+        parsed.to_dict()
+    except (SlackObjectFormationError, TypeError, ValueError) as err:
+        return [f"{where}: slack_sdk: {err}"]
+    return []
 
 
 def pagerduty_problems(body: Any) -> list[str]:
@@ -152,6 +250,10 @@ class Receiver:
                 self._record(self.path, body)
                 if self.path.startswith("/services/"):
                     if slack_problems(body):
+                        return self._answer(400, "invalid_blocks", "text/plain")
+                    return self._answer(200, "ok", "text/plain")
+                if self.path.startswith("/actions/"):  # an interaction's response_url
+                    if response_url_problems(body):
                         return self._answer(400, "invalid_blocks", "text/plain")
                     return self._answer(200, "ok", "text/plain")
                 return self._answer(202, "", "text/plain")

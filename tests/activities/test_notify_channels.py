@@ -18,10 +18,11 @@ from activities import notify_channel as notify_channel_module
 from activities.notify_channel import ChannelNotifyActivities, retry_after
 from activities.notify_channels import (ENV_NOTIFY_CHANNELS_FILE, NotifyChannels,
                                         NotifyChannelsError)
-from activities.notify_formats import dedup_key, pagerduty_event, slack_message, webhook_message
+from activities.notify_formats import (approval_block_id, changes_text, dedup_key,
+                                       pagerduty_event, slack_message, webhook_message)
 from runbook.notifications import ChannelNotice
 
-from .notify_receivers import Receiver, pagerduty_problems, slack_problems
+from .notify_receivers import Receiver, blocks_problems, pagerduty_problems, slack_problems
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 SLACK_TOKEN = "XoXsEcReTtOkEn42"  # the part of a webhook URL that is the credential
@@ -115,6 +116,98 @@ def test_webhook_message_is_the_notice_tagged():
     assert ChannelNotice.model_validate({k: v for k, v in msg.items() if k != "kind"}) == notice()
 
 
+def approval(**kw) -> ChannelNotice:
+    return notice(**{"level": "approval", "subject": "phase-1 waits for approval",
+                     "plan_digest": "0123456789abcdef",
+                     "changes": ["run/svc-a max_instances: 10 -> 20",
+                                 "sql/db-1 tier: db-custom-2 -> <db-custom-4> & more"],
+                     "buttons": True, **kw})
+
+
+def actions_of(msg: dict) -> list[dict]:
+    return [b for b in msg["blocks"] if b["type"] == "actions"]
+
+
+def test_an_approval_lists_the_changes_and_carries_approve_and_reject_buttons():
+    msg = slack_message(approval(), NOW)
+    assert slack_problems(msg) == []
+    assert msg["text"] == "Approval needed: phase-1 waits for approval (incident 1278)"
+    assert msg["blocks"][0]["text"]["text"].startswith(":raised_hand: Approval needed:")
+    facts = "\n".join(f["text"] for f in msg["blocks"][1]["fields"])
+    assert "*Plan digest*\n`0123456789abcdef`" in facts and "*Gate*\n`phase-1`" in facts
+    [changes] = [b["text"]["text"] for b in msg["blocks"]
+                 if b.get("text", {}).get("text", "").startswith("*What will change*")]
+    assert changes == ("*What will change*\n\u2022 run/svc-a max_instances: 10 -&gt; 20\n"
+                       "\u2022 sql/db-1 tier: db-custom-2 -&gt; &lt;db-custom-4&gt; &amp; more")
+    [actions] = actions_of(msg)
+    approve, reject = actions["elements"]
+    assert (approve["action_id"], approve["style"], approve["text"]["text"]) == (
+        "runbook_approve", "primary", "Approve")
+    assert (reject["action_id"], reject["style"], reject["text"]["text"]) == (
+        "runbook_reject", "danger", "Reject")
+    assert "confirm" not in approve
+    assert reject["confirm"]["style"] == "danger" and reject["confirm"]["confirm"]["text"] == "Reject"
+    for button in (approve, reject):
+        assert json.loads(button["value"]) == {"wid": "remediation-1278-abc", "gate": "phase-1",
+                                               "digest": "0123456789abcdef"}
+    # Stable per run and gate, distinct across gates.
+    assert actions["block_id"] == approval_block_id(approval(subject="again")) != \
+        approval_block_id(approval(gate="phase-2"))
+    assert len(approval_block_id(approval(run_id="r" * 300))) <= 255
+    # The CLI route stays next to the buttons.
+    assert "```runbook approve remediation-1278-abc" in json.dumps(msg["blocks"])
+
+
+def test_an_approval_without_buttons_or_digest_shows_no_buttons():
+    assert actions_of(slack_message(approval(buttons=False), NOW)) == []
+    msg = slack_message(approval(plan_digest=None), NOW)
+    assert slack_problems(msg) == [] and actions_of(msg) == []
+    assert "Buttons unavailable for this gate" in json.dumps(msg)
+    # Other levels are unchanged by the new fields.
+    assert actions_of(slack_message(notice(buttons=True, plan_digest="d"), NOW)) == []
+
+
+def test_many_or_long_changes_are_clipped_to_the_section_limit():
+    msg = slack_message(approval(changes=[f"svc-{i} env.X: {'a' * 400} -> b" for i in range(60)]),
+                        NOW)
+    assert slack_problems(msg) == []
+    [section] = [b for b in msg["blocks"] if "What will change" in b.get("text", {}).get("text", "")]
+    text = section["text"]["text"]
+    assert len(text) <= 3000 and text.endswith(" more")
+    shown = text.count("\u2022 ")
+    assert text.endswith(f"\u2026 and {60 - shown} more") and 0 < shown < 60
+    assert changes_text(["x"] * 3) == "*What will change*\n\u2022 x\n\u2022 x\n\u2022 x"
+    for limit in range(40, 120):  # the tail always fits (the heading and a tail take 32)
+        assert len(changes_text(["row"] * 40, limit)) <= limit
+
+
+def test_an_approval_pages_nobody_and_the_webhook_gets_the_new_fields():
+    assert pagerduty_event(approval(), ROUTING_KEY) is None
+    msg = webhook_message(approval())
+    assert (msg["level"], msg["plan_digest"], msg["buttons"]) == ("approval", "0123456789abcdef", True)
+    assert msg["changes"] == approval().changes
+
+
+def test_the_receiver_refuses_bad_buttons():
+    [good] = actions_of(slack_message(approval(), NOW))
+    assert blocks_problems([good]) == []
+
+    def with_button(**change) -> list[dict]:
+        block = json.loads(json.dumps(good))
+        block["elements"][0].update(change)
+        return [block]
+
+    assert blocks_problems(with_button(value="v" * 2001))
+    assert blocks_problems(with_button(style="warning"))
+    assert blocks_problems(with_button(action_id="runbook_reject"))  # duplicate in the block
+    assert blocks_problems(with_button(text={"type": "mrkdwn", "text": "Approve"}))
+    assert blocks_problems(with_button(text={"type": "plain_text", "text": "a" * 76}))
+    assert blocks_problems(with_button(confirm={**good["elements"][1]["confirm"],
+                                                "text": {"type": "mrkdwn", "text": "t" * 301}}))
+    assert blocks_problems([{**good, "elements": good["elements"] * 13}])  # 26 elements
+    assert blocks_problems([{"type": "image", "image_url": "https://x/y.png"}])  # slack_sdk
+
+
 def test_retry_after_reads_seconds_and_dates_capped():
     assert retry_after("7", NOW) == timedelta(seconds=7)
     assert retry_after("Tue, 14 Jan 2025 15:00:30 GMT", NOW) == timedelta(seconds=30)
@@ -203,6 +296,22 @@ async def test_slack_delivery_carries_block_kit(rx: Receiver):
     [(path, body)] = rx.received
     assert path == f"/services/T0/B0/{SLACK_TOKEN}" and slack_problems(body) == []
     assert body["blocks"][0]["type"] == "header" and "```runbook approve" in json.dumps(body)
+
+
+async def test_an_approval_with_buttons_reaches_slack(rx: Receiver):
+    out = await send(channels(rx), approval())
+    assert (out.kind, out.sent, out.detail) == ("slack", True, "HTTP 200")
+    [(path, body)] = rx.received
+    assert path == f"/services/T0/B0/{SLACK_TOKEN}" and slack_problems(body) == []
+    [actions] = actions_of(body)
+    assert [e["action_id"] for e in actions["elements"]] == ["runbook_approve", "runbook_reject"]
+    assert json.loads(actions["elements"][0]["value"])["digest"] == "0123456789abcdef"
+
+
+async def test_pagerduty_skips_an_approval(rx: Receiver):
+    out = await send(channels(rx), approval(channel="pager"))
+    assert (out.sent, out.detail) == (False, "pagerduty pages only on escalation and breach")
+    assert rx.received == []
 
 
 async def test_pagerduty_trigger_then_resolve_share_the_dedup_key(rx: Receiver):

@@ -53,12 +53,15 @@ def test_gcp_probe_needs_an_app_url() -> None:
 def test_build_activities_registers_every_name() -> None:
     from temporalio import activity
 
+    from activities.identity import ApprovalIdentityConfig, IdentityActivities
     from worker import lease_keeper_activities, temporal_activities
 
-    # The cloud's activities, plus those worker.py adds that talk to Temporal itself.
+    # The cloud's activities, plus those worker.py adds: the ones that talk to Temporal
+    # itself, and the run-start identity check (activities/identity.py).
     main, lease = temporal_activities(None), lease_keeper_activities(None)
+    identity = IdentityActivities(ApprovalIdentityConfig()).resolve_identity
     names = sorted(activity._Definition.from_callable(f).name
-                   for f in [*build_activities(Settings.from_env({})), *main, *lease])
+                   for f in [*build_activities(Settings.from_env({})), *main, *lease, identity])
     expected = sorted(v for k, v in vars(activity_names).items()
                       if k.isupper() and isinstance(v, str))
     assert names == expected

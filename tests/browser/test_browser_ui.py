@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -25,24 +24,7 @@ from runbook import messages as m
 from runbook.status import RunStatus
 from tests.cli.local_stack import REPO, running_stack
 
-PLAYWRIGHT = REPO / "node_modules" / "playwright-core"
 SCRIPT = Path(__file__).parent / "ui_start_and_signal.mjs"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """The browser, else a skip; a failure under REQUIRE_BROWSER=1, so CI cannot pass
-    without having run this test."""
-    found = shutil.which("chromium")
-    missing = [why for why, ok in (
-        ("chromium on PATH (apt-get install -y chromium)", found),
-        ("node on PATH", shutil.which("node")),
-        ("node_modules/playwright-core (run `npm ci` at the repository root)", PLAYWRIGHT.is_dir()),
-    ) if not ok]
-    if missing:
-        (pytest.fail if os.environ.get("REQUIRE_BROWSER") == "1" else pytest.skip)(
-            "needs " + " and ".join(missing))
-    return found
 
 
 @pytest.fixture(scope="module")

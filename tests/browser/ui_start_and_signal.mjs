@@ -56,6 +56,27 @@ try {
   await page.goto(`${cfg.uiUrl}/namespaces/${ns}/workflows/${encodeURIComponent(wid)}`);
   await page.locator('[data-testid=execution-status]:visible').first().waitFor();
   if (cfg.waitForText) await page.getByText(cfg.waitForText).first().waitFor({ timeout: 60000 });
+  // The run's Current Details (workflow.set_current_details, served by the worker's
+  // metadata query): the text must be on the page, expanding its section if folded.
+  if (cfg.expectText) {
+    // UI 2.54 shows Current Details on the run's "User Metadata" tab, rendered from
+    // markdown inside an iframe: look in every frame of the page.
+    await page.getByText('User Metadata', { exact: true }).first().click();
+    let found = null;
+    for (let i = 0; i < 120 && !found; i++) {
+      for (const frame of page.frames()) {
+        const hit = frame.getByText(cfg.expectText).first();
+        if (await hit.count().catch(() => 0)) { found = hit; break; }
+      }
+      if (!found) await page.waitForTimeout(500);
+    }
+    if (!found) throw new Error(`Current Details never showed: ${cfg.expectText}`);
+    if (cfg.artifactsDir) {
+      mkdirSync(cfg.artifactsDir, { recursive: true });
+      await page.screenshot({ path: `${cfg.artifactsDir}/current-details.png`, fullPage: true });
+    }
+    step('details', { text: await found.innerText() });
+  }
   await page.getByRole('button', { name: 'More Actions' }).click();
   await page.locator('[data-testid=signal-button]:visible').click();
   const modal = page.locator('[data-testid=signal-confirmation-modal]:visible');

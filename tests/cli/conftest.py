@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
 
 import pytest
 
 from gcpsim.launcher import free_port
-from tests.cli.local_stack import REPO, running_stack
+from tests.cli.cli_process import CliResult, cli_env, run_cli
+from tests.cli.local_stack import running_stack
 
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
+_EMPTY_CONFIG = tempfile.mkdtemp(prefix="runbook-config-")
 
 
 class Cli:
@@ -36,10 +26,9 @@ class Cli:
                 "--ui-url", self.ui_url, *args]
 
     def __call__(self, *args: str, timeout: float = 120) -> CliResult:
-        env = {**os.environ, "COLUMNS": "200"}
-        proc = subprocess.run(self.argv(*args), cwd=REPO, capture_output=True, text=True,
-                              timeout=timeout, env=env)
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+        # No stored login and no approval service: these commands send direct updates, as
+        # their tests expect, whatever the developer running them is logged in as.
+        return run_cli(self.argv(*args)[3:], cli_env(_EMPTY_CONFIG), timeout=timeout)
 
 
 @pytest.fixture(scope="module")

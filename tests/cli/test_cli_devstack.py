@@ -13,8 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 from devstack.health import port_open
 from gcpsim.launcher import free_port
+from runbook.envelope import EnvelopeVerifier
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +37,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_waits_for_health_prints_next_step_and_stops_cleanly(tmp_path):
-    ports = {"--temporal-port": free_port(), "--ui-port": free_port(), "--sim-port": free_port()}
+    ports = {"--temporal-port": free_port(), "--ui-port": free_port(), "--sim-port": free_port(),
+             "--approval-port": free_port()}
     # Exactly the README's command; ./dev execs into `python -m devstack up`.
     argv = [str(REPO / "dev"), "up", "--data-dir", str(tmp_path / "data")]
     for flag, port in ports.items():
@@ -54,13 +59,23 @@ def test_up_waits_for_health_prints_next_step_and_stops_cleanly(tmp_path):
         assert f"http://localhost:{ports['--ui-port']}/namespaces/default/workflows" in out
         assert "runbook" in out and "start --incident 1278" in out
         assert f"TEMPORAL_ADDRESS=127.0.0.1:{ports['--temporal-port']}" in out
+        # The approval service and how to log in to it (verified identity is the default).
+        approval_url = f"http://127.0.0.1:{ports['--approval-port']}"
+        assert f"Approval service: {approval_url}" in out and "Identity        : verified" in out
+        assert f"runbook login --service {approval_url} --dev-user <you>" in out
+        assert httpx.get(f"{approval_url}/healthz", timeout=5).json() == {"ok": True}
         for port in ports.values():
             assert port_open("127.0.0.1", port)
         pids = [int(p) for p in re.findall(r"ready \(pid (\d+)", out)]
-        assert len(set(pids)) == 3  # temporal, simulator, worker
+        assert len(set(pids)) == 4  # temporal, simulator, approval service, worker
         # everything it created is under the data dir
-        assert {p.name for p in (tmp_path / "data").iterdir()} == {"temporal", "gcpsim", "logs"}
-        assert {p.name for p in (tmp_path / "data" / "logs").iterdir()} == {"temporal.log", "gcpsim.log", "worker.log"}
+        data = tmp_path / "data"
+        assert {p.name for p in data.iterdir()} == {"temporal", "gcpsim", "approval", "logs"}
+        assert {p.name for p in (data / "logs").iterdir()} == {
+            "temporal.log", "gcpsim.log", "approval.log", "worker.log"}
+        # The envelope key pair made at first start: the private key is the owner's only.
+        assert (data / "approval" / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+        EnvelopeVerifier.from_file(data / "approval" / "public-keys.json")
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         rest, _ = proc.communicate(timeout=60)
@@ -112,3 +127,56 @@ def test_next_command_reaches_a_stack_with_non_default_settings(monkeypatch):
     assert (settings.address, settings.namespace, settings.task_queue) == (
         worker["TEMPORAL_ADDRESS"], worker["TEMPORAL_NAMESPACE"], worker["REMEDIATION_TASK_QUEUE"])
     assert settings.ui_url == cfg.ui_url
+
+
+def test_stack_passes_identity_and_keys_to_worker_and_service(tmp_path):
+    from devstack.procs import StackError
+    from devstack.stack import Stack, StackConfig
+
+    cfg = StackConfig(data_dir=tmp_path, approval_port=9100)
+    stack = Stack(cfg)
+    private, public = stack.ensure_envelope_keys()
+    worker, service = stack.worker_env(), stack.approval_env()
+    assert worker["REMEDIATION_APPROVAL_IDENTITY"] == "verified"
+    assert worker["REMEDIATION_APPROVAL_PUBLIC_KEYS_FILE"] == str(public)
+    assert service["RUNBOOK_APPROVAL_SIGNING_KEY_FILE"] == str(private)
+    assert service["RUNBOOK_DEV_ISSUER"] == "1" and service["RUNBOOK_OIDC_ISSUERS"] == "[]"
+    assert service["RUNBOOK_APPROVAL_PORT"] == "9100"
+    # Its dev issuer logs anyone in: loopback only, even on a stack bound to the network.
+    exposed = Stack(StackConfig(data_dir=tmp_path, ip="0.0.0.0", approval_port=9100))
+    assert exposed.approval_env()["RUNBOOK_APPROVAL_HOST"] == "127.0.0.1"
+    # What the service really reads from that environment (approval/config.py).
+    from approval.config import ServiceSettings
+
+    settings = ServiceSettings.from_env(service)
+    assert settings.dev_issuer and settings.port == 9100 and settings.issuers == []
+    assert settings.public_url == cfg.approval_url == "http://127.0.0.1:9100"
+    assert settings.temporal_address == worker["TEMPORAL_ADDRESS"]
+    settings.load_signer()
+    # A second start keeps the keys: runs waiting at a gate must still verify approvals.
+    before = private.read_bytes()
+    assert stack.ensure_envelope_keys() == (private, public) and private.read_bytes() == before
+    claimed = Stack(StackConfig(data_dir=tmp_path, identity="claimed", with_approval=False))
+    assert claimed.worker_env()["REMEDIATION_APPROVAL_IDENTITY"] == "claimed"
+    assert "REMEDIATION_APPROVAL_PUBLIC_KEYS_FILE" not in claimed.worker_env()
+    with pytest.raises(StackError, match="identity: must be one of verified, claimed"):
+        StackConfig(identity="trusted")
+
+
+def test_keys_command_writes_a_pair_the_worker_verifies_and_never_overwrites(tmp_path):
+    from datetime import datetime, timezone
+
+    from devstack.__main__ import main
+    from runbook.envelope import EnvelopeSigner, new_claims
+
+    assert main(["keys", "--dir", str(tmp_path / "secrets"), "--kid", "team-1"]) == 0
+    private = tmp_path / "secrets" / "signing-key.pem"
+    assert private.stat().st_mode & 0o777 == 0o600
+    verifier = EnvelopeVerifier.from_file(tmp_path / "secrets" / "public-keys.json")
+    assert verifier.key_ids == ["team-1"]
+    token = EnvelopeSigner.from_pem(private.read_bytes(), "team-1").sign(
+        new_claims(sub="alice", idp="test", act="abort", wid="w"))
+    assert verifier.verify(token, datetime.now(timezone.utc)).sub == "alice"
+    before = private.read_bytes()
+    assert main(["keys", "--dir", str(tmp_path / "secrets")]) == 1
+    assert private.read_bytes() == before

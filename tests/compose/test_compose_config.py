@@ -1,8 +1,9 @@
 """docker-compose.yml and the Dockerfile agree with what the code really reads.
 
 No Docker engine is needed: the file is parsed with PyYAML and compared with the source
-(environment variable names grepped from worker.py and activities/settings.py, the task
-queue and search attributes from runbook.messages, the simulator's real CLI flags).
+(environment variable names grepped from worker.py, activities/settings.py,
+activities/identity.py and approval/config.py, the task queue and search attributes from
+runbook.messages, the simulator's real CLI flags, the approval service's real settings).
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from devstack.stack import SEARCH_ATTRIBUTES
 from runbook import messages as m
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = {"postgresql", "temporal", "register-search-attributes", "temporal-ui", "gcpsim", "worker"}
+SERVICES = {"postgresql", "temporal", "register-search-attributes", "temporal-ui", "gcpsim",
+            "approval", "worker"}
+# A user's `gcloud auth print-identity-token` has the Cloud SDK's OAuth client id as "aud"
+# (gcloud refuses --audiences for user accounts): the default audience of Google tokens.
+GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +46,30 @@ def env_of(service: dict) -> dict[str, str]:
     return {k: resolve(v) for k, v in env.items()}
 
 
+def env_constants(path: Path) -> set[str]:
+    """The values of a module's ``ENV_X = "NAME"`` constants."""
+    return set(re.findall(r'^ENV_[A-Z_]+\s*=\s*"([A-Z0-9_]+)"', path.read_text(), re.M))
+
+
 def env_vars_read_by_code() -> set[str]:
     names = set(re.findall(r'os\.environ\.get\(\s*"([A-Z0-9_]+)"', (REPO / "worker.py").read_text()))
-    settings = (REPO / "activities" / "settings.py").read_text()
-    names |= set(re.findall(r'^ENV_[A-Z_]+\s*=\s*"([A-Z0-9_]+)"', settings, re.M))
+    names |= env_constants(REPO / "activities" / "settings.py")
+    # Verified identities: the worker's policy and the envelope public keys it reads.
+    identity = REPO / "activities" / "identity.py"
+    names |= env_constants(identity)
+    if "ENV_PUBLIC_KEYS_FILE" in identity.read_text():
+        names |= {n for n in env_constants(REPO / "runbook" / "envelope.py")
+                  if n.startswith("REMEDIATION_")}
     return names
+
+
+def env_vars_read_by_approval_service() -> set[str]:
+    config = REPO / "approval" / "config.py"
+    names = env_constants(config)
+    # The signing key's names are the envelope module's (imported by approval/config.py).
+    assert "ENV_SIGNING_KEY_FILE" in config.read_text() and "ENV_SIGNING_KID" in config.read_text()
+    return names | {n for n in env_constants(REPO / "runbook" / "envelope.py")
+                    if n.startswith("RUNBOOK_APPROVAL_")}
 
 
 def published(service: dict) -> dict[int, int]:
@@ -159,6 +183,7 @@ def test_simulator_service_uses_real_flags(compose):
     assert "/_sim/healthz" in " ".join(sim["healthcheck"]["test"])
     assert published(sim) == {8090: 8090}
     assert sim["build"] == compose["services"]["worker"]["build"] == "."
+    assert compose["services"]["approval"]["build"] == "."
 
 
 def test_dockerfile_installs_the_project():
@@ -167,7 +192,8 @@ def test_dockerfile_installs_the_project():
     assert re.search(r"^RUN pip install (/app|\.)\b", text, re.M)
     assert re.search(r'^CMD \["python", "worker.py"\]', text, re.M)
     ignored = (REPO / ".dockerignore").read_text().split()
-    for path in (".venv", "data", "node_modules", ".git"):
+    # secrets: the keys compose mounts (python -m devstack keys --dir secrets).
+    for path in (".venv", "data", "node_modules", ".git", "secrets"):
         assert path in ignored
 
 
@@ -189,3 +215,73 @@ def test_real_gcp_never_probes_the_simulator(compose):
         WorkerSettings.from_env(env).app_base_url(None)
     sim = WorkerSettings.from_env(env_of(compose["services"]["worker"]))
     assert sim.app_base_url(None) == "http://gcpsim:8090"
+
+
+def test_worker_takes_verified_identities_only(compose, keypair):
+    """The team deployment counts only approvals the approval service signed."""
+    from activities.identity import ApprovalIdentityConfig
+
+    worker = compose["services"]["worker"]
+    env = env_of(worker)
+    assert env["REMEDIATION_APPROVAL_IDENTITY"] == "verified"
+    assert env["REMEDIATION_APPROVAL_ALLOW_CLAIMED"] == "false"
+    keys_path = env["REMEDIATION_APPROVAL_PUBLIC_KEYS_FILE"]
+    # Mounted from the compose config the keys command writes, at the path the env names.
+    mounts = {c["target"]: c["source"] for c in worker["configs"]}
+    assert keys_path in mounts
+    assert resolve(compose["configs"][mounts[keys_path]]["file"]) == "./secrets/public-keys.json"
+    assert keypair[1].name == "public-keys.json" and keypair[0].name == "signing-key.pem"
+    # The worker really accepts that configuration (given a real public keys file).
+    config = ApprovalIdentityConfig.from_env({**env, "REMEDIATION_APPROVAL_PUBLIC_KEYS_FILE":
+                                              str(keypair[1])})
+    assert config.default_mode == "verified" and config.allow_claimed is False
+    assert config.verifier is not None
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory) -> tuple[Path, Path]:
+    """(private key, public keys file) as `python -m devstack keys` writes them."""
+    from devstack.__main__ import main
+
+    folder = tmp_path_factory.mktemp("compose-keys")
+    assert main(["keys", "--dir", str(folder)]) == 0
+    return folder / "signing-key.pem", folder / "public-keys.json"
+
+
+def test_approval_service_env_is_what_it_reads(compose, keypair):
+    from approval.config import ServiceSettings
+
+    svc = compose["services"]["approval"]
+    assert svc["command"] == ["python", "-m", "approval"]
+    assert svc["image"] == compose["services"]["worker"]["image"]
+    env = env_of(svc)
+    read = env_vars_read_by_approval_service()
+    assert set(env) <= read, f"compose sets variables the service does not read: {set(env) - read}"
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert env["REMEDIATION_TASK_QUEUE"] == m.DEFAULT_TASK_QUEUE
+    # Published on this machine only.
+    assert svc["ports"] == ["127.0.0.1:8095:8095"] and published(svc) == {8095: 8095}
+    assert "/healthz" in " ".join(svc["healthcheck"]["test"])
+    assert svc["depends_on"]["temporal"]["condition"] == "service_healthy"
+    # The signing key comes from a compose secret, at the path the env names.
+    assert svc["secrets"] == ["approval-signing-key"]
+    assert env["RUNBOOK_APPROVAL_SIGNING_KEY_FILE"] == "/run/secrets/approval-signing-key"
+    assert resolve(compose["secrets"]["approval-signing-key"]["file"]) == "./secrets/signing-key.pem"
+    # What the service makes of it: Google as the only issuer, no dev issuer, Slack off.
+    settings = ServiceSettings.from_env(
+        {**env, "RUNBOOK_APPROVAL_SIGNING_KEY_FILE": str(keypair[0])})
+    assert [(i.issuer, i.audience, i.identity_claim) for i in settings.issuers] == [
+        ("https://accounts.google.com", GCLOUD_CLIENT_ID, "email")]
+    assert settings.dev_issuer is False
+    assert settings.host == "0.0.0.0" and settings.port == 8095
+    assert settings.slack_signing_secret_file is None and settings.slack_users_file is None
+    # The kid the service signs with is the one `python -m devstack keys` writes by default.
+    from devstack.__main__ import _parser
+
+    assert settings.signing_kid == _parser().parse_args(["keys"]).kid
+    settings.load_signer()
+
+
+def test_audience_can_be_set_without_editing_the_issuer_list(compose):
+    raw = compose["services"]["approval"]["environment"]["RUNBOOK_OIDC_ISSUERS"]
+    assert "${RUNBOOK_OIDC_AUDIENCE:-" + GCLOUD_CLIENT_ID + "}" in raw

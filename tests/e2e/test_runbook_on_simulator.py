@@ -164,7 +164,7 @@ async def test_burst_past_the_hard_limit_rolls_back_all_four_phases(time_skippin
     assert report.outcome == RunState.ROLLED_BACK
     assert "hard limit" in report.reason
     assert [(e.level, e.recipient) for e in report.escalations if e.phase == 4] == [
-        ("breach", "QA Team Lead"), ("escalation", "Head of Quality"),
+        ("approval", "QA Team Lead"), ("breach", "QA Team Lead"), ("escalation", "Head of Quality"),
         ("hard_limit", "Head of Quality")]
     undone = [e.step_id for e in st.rollback_log if e.action == "compensated"]
     assert undone[0] == "ensure-certificate" and undone[-1] == "expand-sql"

@@ -37,7 +37,9 @@ async def test_gate_reminder_escalation_then_timeout_rolls_back(time_skipping_en
     assert gate.timeout_at - gate.opened_at == timedelta(hours=2)
     assert timedelta(0) <= gate.closed_at - gate.timeout_at < timedelta(seconds=1)
     sent = [(e.level, e.recipient, e.gate) for e in report.escalations if e.gate == "phase-2"]
-    assert sent == [("reminder", "Development Team Lead", "phase-2"),
+    # identity-1: the gate's opening is announced first (with what it will change).
+    assert sent == [("approval", "Development Team Lead", "phase-2"),
+                    ("reminder", "Development Team Lead", "phase-2"),
                     ("escalation", "Engineering Manager", "phase-2"),
                     ("breach", "Engineering Manager", "phase-2")]
     at = {e.level: e.at for e in report.escalations if e.gate == "phase-2"}
@@ -80,7 +82,8 @@ async def test_phase_budget_breach_escalates_and_run_still_succeeds(time_skippin
     assert not any(p.budget_breached for p in report.phases[:3])
     breaches = [(e.level, e.recipient) for e in report.escalations if e.phase == 4]
     # The page about the breached budget is resolved once the phase succeeded.
-    assert breaches == [("breach", "QA Team Lead"), ("resolve", "QA Team Lead")]
+    assert breaches == [("approval", "QA Team Lead"), ("breach", "QA Team Lead"),
+                        ("resolve", "QA Team Lead")]
     assert cloud.compensations() == []
 
 
@@ -102,7 +105,8 @@ async def test_phase_hard_limit_rolls_back_every_phase(time_skipping_env):
     p4 = st.phases[3]
     assert p4.status == "FAILED" and p4.budget_breached and p4.soak_restarts >= 5
     levels = [(e.level, e.recipient) for e in report.escalations if e.phase == 4]
-    assert levels == [("breach", "QA Team Lead"), ("escalation", "Head of Quality"),
+    assert levels == [("approval", "QA Team Lead"), ("breach", "QA Team Lead"),
+                      ("escalation", "Head of Quality"),
                       ("hard_limit", "Head of Quality")]
     # Reverse order across phases 3, 2, 1.
     undo = cloud.compensations()

@@ -66,7 +66,8 @@ async def test_days_at_a_gate_add_no_history(time_skipping_env):
         st = await status(handle)
         assert st.state == RunState.AWAITING_APPROVAL and st.pending_gate.id == "phase-1"
         gate_notices = [e.level for e in st.escalations if e.gate == "phase-1"]
-        assert gate_notices == ["reminder", "escalation"]
+        # The gate's opening is announced (identity-1), then reminded and escalated.
+        assert gate_notices == ["approval", "reminder", "escalation"]
         # The reminder and escalation cost events once; the four days after cost none.
         assert after_one_day > at_gate_events
         assert after_five_days == after_one_day

@@ -31,8 +31,8 @@ ROUTES = {"routes": {"Development Team Lead": ["slack-dev", "log"],
 
 async def test_a_dead_channel_is_retried_then_shown_failed_per_recipient(time_skipping_env, caplog):
     env, cloud, tq = time_skipping_env, FakeCloud(), new_queue()
-    # The Slack webhook is down for the first message (the phase-2 reminder): every retry
-    # fails; then it recovers for the escalation.
+    # The Slack webhook is down for the first message (phase-2's opening, announced to the
+    # Development Team Lead): every retry fails; then it recovers for the reminder.
     down = ApplicationError("HTTP 503 from slack", type="ChannelUnavailable")
     cloud.failures["notify:slack-dev"] = [down] * 4
     caplog.set_level(logging.WARNING)
@@ -41,13 +41,15 @@ async def test_a_dead_channel_is_retried_then_shown_failed_per_recipient(time_sk
         await approve_when_pending(env, handle, "phase-1")
         st = await until(env, handle, lambda s: any(
             e.level == "escalation" and not e.pending for e in s.escalations), skip_s=60)
-        reminder = next(e for e in st.escalations if e.level == "reminder")
-        assert reminder.recipient == "Development Team Lead"
-        assert reminder.delivered == ["log"] and reminder.pending == []
-        [failure] = reminder.failed
+        opened = next(e for e in st.escalations if e.level == "approval" and e.gate == "phase-2")
+        assert opened.recipient == "Development Team Lead"
+        assert opened.delivered == ["log"] and opened.pending == []
+        [failure] = opened.failed
         assert (failure.recipient, failure.channel, failure.attempts) == (
             "Development Team Lead", "slack-dev", 4)
         assert "HTTP 503 from slack" in failure.error
+        reminder = next(e for e in st.escalations if e.level == "reminder")
+        assert sorted(reminder.delivered) == ["log", "slack-dev"] and not reminder.failed
         escalation = next(e for e in st.escalations if e.level == "escalation")
         assert sorted(escalation.delivered) == ["pd-eng", "slack-dev"] and not escalation.failed
         # The failure is in the UI's Current Details too.

@@ -4,7 +4,9 @@ A change that would break running workflows (reordered commands, a new timer or
 upsert without ``workflow.patched``) fails here. Regenerate the fixtures only for an
 intended, versioned change: REMEDIATION_RECORD_HISTORIES=1 pytest tests/workflow
 
-``tests/histories/`` holds the current runbook's histories; ``tests/histories/v3/`` the ones
+``tests/histories/`` holds the current runbook's histories; ``tests/histories/v4/`` the ones
+recorded before the ``identity-1`` patch (the identity policy resolved at run start, an
+approval notice when each gate opens); ``tests/histories/v3/`` the ones
 recorded before the ``operator-1`` patch (decision gates on failure, pause, drift
 re-approval before each phase gate); ``tests/histories/v2/`` the
 ones recorded before the ``faults-1`` patch (a slow undo logged and escalated, cleanup
@@ -78,15 +80,17 @@ V0 = {"happy_path", "empty_input", "gate_timeout", "hard_limit", "retry_succeeds
 V1 = V0 | {"serverless_happy_path"}
 V2 = V1 | {"lease_refused", "lease_waited", "notification_failed", "rollback_terminated_run"}
 V3 = V2 | {"undo_deadline", "abort_in_cleanup", "soak_stretched"}
-EXPECTED = V3 | {"decide_retry", "decide_skip", "decide_rollback", "decide_timeout",
-                 "pause_resume", "drift_reapproval"}
+V4 = V3 | {"decide_retry", "decide_skip", "decide_rollback", "decide_timeout",
+           "pause_resume", "drift_reapproval"}
+EXPECTED = V4 | {"verified_approvals"}
 SAVED = ([f"v0/{n}" for n in sorted(V0)] + [f"v1/{n}" for n in sorted(V1)]
          + [f"v2/{n}" for n in sorted(V2)] + [f"v3/{n}" for n in sorted(V3)]
-         + sorted(EXPECTED))
+         + [f"v4/{n}" for n in sorted(V4)] + sorted(EXPECTED))
 
 
 def test_every_scenario_has_a_saved_history():
     assert EXPECTED <= {p.stem for p in HISTORIES.glob("*.json")}
+    assert V4 <= {p.stem for p in (HISTORIES / "v4").glob("*.json")}
     assert V3 <= {p.stem for p in (HISTORIES / "v3").glob("*.json")}
     assert V2 <= {p.stem for p in (HISTORIES / "v2").glob("*.json")}
     assert V1 <= {p.stem for p in (HISTORIES / "v1").glob("*.json")}
