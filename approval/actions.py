@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import (
@@ -24,12 +24,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from runbook import messages as m
-from runbook.envelope import EnvelopeSigner, new_claims
+from runbook.envelope import EnvelopeSigner, Via, new_claims
 from workflows import search_attributes as sa
 
 Act = Literal["approve", "reject", "decide", "abort", "pause", "resume"]
-Via = Literal["cli", "slack", "api"]
-DECISIONS = ("retry", "skip", "rollback")
+DECISIONS = get_args(m.Decision)
 UPDATE_TIMEOUT_S = 60
 
 

@@ -55,7 +55,7 @@ class RejectBody(_Body):
 
 class DecideBody(_Body):
     gate: str = Field(min_length=1, max_length=m.MAX_GATE_ID)
-    decision: Literal["retry", "skip", "rollback"]
+    decision: m.Decision
     reason: str = Field(default="", max_length=m.MAX_TEXT)
 
 

@@ -47,6 +47,8 @@ ENV_SIGNING_KEY_FILE = "RUNBOOK_APPROVAL_SIGNING_KEY_FILE"
 ENV_SIGNING_KID = "RUNBOOK_APPROVAL_SIGNING_KID"
 
 Action = Literal["approve", "reject", "decide", "abort", "pause", "resume", "start"]
+# How the sender reached the approval service (shown in the audit).
+Via = Literal["cli", "slack", "api"]
 
 
 class EnvelopeError(ValueError):
@@ -64,7 +66,7 @@ class EnvelopeClaims(BaseModel):
     gate: str | None = Field(default=None, max_length=64)
     digest: str | None = Field(default=None, max_length=128)
     decision: str | None = Field(default=None, max_length=16)
-    via: Literal["cli", "slack", "api"] = "api"
+    via: Via = "api"
     iat: int
     exp: int
     jti: str = Field(max_length=64)

@@ -95,12 +95,16 @@ class AbortRequest(_Message):
     _by = field_validator("by")(_identity)
 
 
+# What a decision gate takes (approval/ accepts the same).
+Decision = Literal["retry", "skip", "rollback"]
+
+
 class FailureDecisionRequest(_Message):
     """The answer to a decision gate ``decide-<step>``: retry the failed step, skip it
     (only a step the runbook marks skippable) or roll back."""
 
     gate: str = Field(max_length=MAX_GATE_ID)
-    decision: Literal["retry", "skip", "rollback"]
+    decision: Decision
     by: str
     reason: str = Field(default="", max_length=MAX_TEXT)
 

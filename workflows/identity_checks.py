@@ -17,8 +17,6 @@ keys, and a key rotated away later does not break an old history.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
-
 from temporalio import workflow
 from temporalio.worker import (
     HandleUpdateInput,
@@ -47,9 +45,6 @@ UNSIGNED = ("this run takes verified identities (approval.identity: verified) an
 SIGNAL_REFUSED = ("this run takes verified identities: a signal carries no proof of who sent "
                   "it; use the approval service (runbook login, then runbook {cli}){cancel}")
 _CANCEL_HINT = "; to stop the run at once, Temporal's Cancel also rolls it back"
-CLI_VERB = {"approve": "approve", "reject": "reject", "decide": "decide", "abort": "abort",
-            "pause": "pause", "resume": "resume"}
-
 
 class EnvelopeCheckInterceptor(Interceptor):
     """Worker interceptor: gives each run the worker's envelope verifier for its
@@ -108,7 +103,7 @@ class IdentityChecks:
         if mode == "pending":
             return "the run is still resolving its identity policy; send it again in a moment"
         if envelope is None:
-            return UNSIGNED.format(cli=CLI_VERB.get(act_name, act_name))
+            return UNSIGNED.format(cli=act_name)
         if self._envelope_verifier is None:
             return ("this worker cannot verify identities (no approval public keys are "
                     "configured: REMEDIATION_APPROVAL_PUBLIC_KEYS_FILE)")
@@ -154,7 +149,7 @@ class IdentityChecks:
         mode = self._identity_mode()
         if mode == "claimed" or (mode == "pending" and act_name == "abort"):
             return None
-        return SIGNAL_REFUSED.format(cli=CLI_VERB.get(act_name, act_name),
+        return SIGNAL_REFUSED.format(cli=act_name,
                                      cancel=_CANCEL_HINT if act_name == "abort" else "")
 
     def _record_proof(self, act_name: str, sender: str, envelope: str | None, *,
@@ -209,7 +204,3 @@ class IdentityChecks:
                              "approvers")
         return None
 
-
-def verified_fields(msg: Any) -> dict[str, Any]:
-    """For an ack: whether the message was taken with a verified identity."""
-    return {"identity": "verified" if getattr(msg, "envelope", None) else "claimed"}
