@@ -2,7 +2,8 @@
 
     python worker.py
 
-Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default),
+Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), for Temporal
+Cloud or a TLS cluster TEMPORAL_API_KEY / TEMPORAL_TLS_* (runbook/temporal_connection.py),
 REMEDIATION_TASK_QUEUE (remediation), the backend settings read by ``activities.settings``
 (REMEDIATION_BACKEND=sim|gcp, REMEDIATION_GCP_ENDPOINT, ...) and the notification channels
 (REMEDIATION_NOTIFY_CHANNELS_FILE, see activities/notify_channels.py) and verified approvals
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -31,6 +33,8 @@ from activities.identity import ApprovalIdentityConfig, IdentityActivities
 from activities.liveness import ReadLivenessInterceptor
 from activities.leases import LeaseActivities
 from activities.run_history import RunHistoryActivities
+from observability.step_logs import StepLogInterceptor
+from observability.step_metrics import StepMetricsInterceptor
 from runbook.leases import LEASE_TASK_QUEUE
 from runbook.messages import DEFAULT_TASK_QUEUE
 from workflows.identity_checks import EnvelopeCheckInterceptor
@@ -61,7 +65,11 @@ def build_worker(client: Client, task_queue: str, activities: list,
                    activities=[*activities, *temporal_activities(client),
                                IdentityActivities(identity).resolve_identity],
                    interceptors=[FailureAttemptInterceptor(), ReadLivenessInterceptor(),
-                                 EnvelopeCheckInterceptor(identity.verifier)],
+                                 EnvelopeCheckInterceptor(identity.verifier),
+                                 # Step duration and attempts on the worker's /metrics;
+                                 # step start/finish/failure in the logs. (The step spans
+                                 # come with the client: observability/tracing.py.)
+                                 StepMetricsInterceptor(), StepLogInterceptor()],
                    # Let in-flight activities finish or checkpoint on shutdown.
                    graceful_shutdown_timeout=timedelta(seconds=10),
                    # Heartbeats reach the server at most this far apart (the SDK's default
@@ -91,34 +99,66 @@ def build_lease_worker(client: Client) -> Worker:
                   interceptors=[ReadLivenessInterceptor()])
 
 
-async def main() -> None:
+async def main() -> int:
     from activities import build_activities
     from activities.settings import Settings
+    from observability.health import ENV_HEALTH_BIND, WorkerHealth, parse_bind
+    from observability.logs import configure_logging
+    from observability.metrics import ENV_METRICS_BIND, process_runtime
+    from observability.tracing import configure_tracing, tracing_interceptors
+    from runbook.temporal_connection import connect_options
+    from runbook.temporal_connection import describe as describe_connection
 
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    address = os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
-    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
-    task_queue = os.environ.get("REMEDIATION_TASK_QUEUE", DEFAULT_TASK_QUEUE)
-    settings = Settings.from_env()
-    client = await Client.connect(address, namespace=namespace,
-                                  data_converter=pydantic_data_converter)
-    worker = build_worker(client, task_queue, build_activities(settings))
-    lease_worker = build_lease_worker(client)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    logging.info("worker on %s namespace=%s task_queue=%s backend=%s",
-                 address, namespace, task_queue, settings.backend)
-    async with worker, lease_worker:
-        await stop.wait()
-        logging.info("shutting down: finishing in-flight activities")
+    # Every setting is checked before connecting: a typo exits at once, naming the variable,
+    # instead of a worker that starts and then misbehaves.
+    try:
+        configure_logging("remediation-worker")
+        tracing = configure_tracing("remediation-worker")
+        # TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and, for Temporal Cloud or a TLS cluster,
+        # TEMPORAL_API_KEY / TEMPORAL_TLS_* (runbook/temporal_connection.py).
+        connection = connect_options()
+        task_queue = os.environ.get("REMEDIATION_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+        # Off unless set (0.0.0.0:9464 / :8081 in compose and Kubernetes, loopback under
+        # ./dev up): two workers on one host must not fight over a port by default.
+        metrics_bind = os.environ.get(ENV_METRICS_BIND, "")
+        health_bind = os.environ.get(ENV_HEALTH_BIND, "")
+        if health_bind:
+            parse_bind(health_bind)
+        runtime = process_runtime(metrics_bind)
+        settings = Settings.from_env()
+        identity = ApprovalIdentityConfig.from_env()
+    except ValueError as err:
+        print(f"worker: {err}", file=sys.stderr)
+        return 2
+    try:
+        client = await Client.connect(**connection, data_converter=pydantic_data_converter,
+                                      interceptors=tracing_interceptors(), runtime=runtime)
+        worker = build_worker(client, task_queue, build_activities(settings), identity)
+        lease_worker = build_lease_worker(client)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        logging.info("worker on %s task_queue=%s backend=%s metrics=%s health=%s",
+                     describe_connection(connection), task_queue, settings.backend,
+                     metrics_bind or "off", health_bind or "off")
+        async with worker, lease_worker:
+            if health_bind:
+                async with WorkerHealth(client, task_queue, health_bind, [worker, lease_worker]):
+                    await stop.wait()
+            else:
+                await stop.wait()
+            logging.info("shutting down: finishing in-flight activities")
+    finally:
+        tracing.shutdown()  # the spans still batched, before os._exit skips teardown
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    code = asyncio.run(main())
     # Skip interpreter finalisation: the SDK's Rust runtime can abort it after a clean
     # shutdown (temporalio/sdk-python#300), turning a graceful stop into exit 134.
     logging.shutdown()
-    os._exit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

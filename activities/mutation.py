@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -22,6 +23,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities import errors
 from runbook.activity_io import MutationCheckpoint, StepOutcome
+
+# Every change the worker makes to a cloud resource, at INFO (observability/logs.py adds
+# the run's workflow id and run id). ``before``/``after`` are the step's outcome, which
+# history records too: activities redact secrets from them before they leave.
+log = logging.getLogger("runbook.mutations")
 
 
 def resumed_checkpoint(resource: str) -> MutationCheckpoint | None:
@@ -164,6 +170,14 @@ class Mutation:
         self.checkpoint = self.checkpoint.model_copy(
             update={"operation": name, "sent": True, "operation_done": False})
         self.heartbeat()
+        log.info("%s %s: change sent%s", self.action, self.resource,
+                 f" (operation {name})" if name else "",
+                 extra=self._log_fields(operation=name or ""))
+
+    def _log_fields(self, **more: Any) -> dict[str, Any]:
+        info = activity.info()
+        return {"resource": self.resource, "step": info.activity_id, "attempt": info.attempt,
+                "action": self.action, **more}
 
     @property
     def before(self) -> dict[str, Any] | None:
@@ -182,6 +196,9 @@ class Mutation:
         before = self.before if self.before is not None else current_before
         if changed is None:
             changed = before != after
+        if changed:
+            log.info("%s %s: %s -> %s", self.action, self.resource, before, after,
+                     extra=self._log_fields(before=before, after=after))
         return StepOutcome(changed=changed, resource=self.resource, before=before, after=after,
                            detail=detail, attempt=activity.info().attempt, data=data or {})
 

@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify_channel import post_json
+from observability.step_metrics import record_notification_failure
 from runbook import activity_names
 from runbook.activity_io import NotifyOutcome, NotifyParams
 from runbook.urls import url_host
@@ -42,6 +43,7 @@ class NotifyActivities:
                 delivered.append("log")
                 continue
             if not channel.url:
+                record_notification_failure("webhook")
                 failed.append("webhook: no url configured")
                 continue
             label = _label(channel.url)
@@ -49,6 +51,7 @@ class NotifyActivities:
                 await post_json(label, channel.url, message, channel.url)
             except ApplicationError as err:  # refused destination, HTTP or transport error
                 activity.logger.warning("notification to %s failed: %s", label, err.message)
+                record_notification_failure("webhook")
                 failed.append(err.message)
                 continue
             delivered.append(label)

@@ -44,6 +44,7 @@ from activities.clients import GcpClients, execute
 from activities.notify_channels import ENV_NOTIFY_CHANNELS_FILE, NotifyChannels, ChannelBase
 from activities.notify_formats import (PAGERDUTY_ACTION, PAGERDUTY_SKIPPED, dedup_key, pagerduty_event,
                                        slack_message, webhook_message)
+from observability.step_metrics import record_notification_failure
 from runbook import activity_names
 from runbook.notifications import ChannelDelivery, ChannelNotice
 from runbook.urls import resolved_url_problem, url_host
@@ -178,6 +179,13 @@ class ChannelNotifyActivities:
     @activity.defn(name=activity_names.NOTIFY_CHANNEL)
     async def notify_channel(self, notice: ChannelNotice) -> ChannelDelivery:
         channel = self.channels.get(notice.channel)
+        try:
+            return await self._send(notice, channel)
+        except ApplicationError:
+            record_notification_failure(channel.kind if channel else "not_configured")
+            raise
+
+    async def _send(self, notice: ChannelNotice, channel: ChannelBase | None) -> ChannelDelivery:
         if channel is None:
             raise ApplicationError(
                 f"channel {notice.channel!r} is not configured on this worker (it has: "

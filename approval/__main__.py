@@ -1,5 +1,10 @@
 """`python -m approval` (or `runbook-approval`): the approval service, configured from the
-environment (approval/config.py), served by uvicorn."""
+environment (approval/config.py), served by uvicorn.
+
+Logs and traces as every service of the project (observability/): REMEDIATION_LOG_FORMAT,
+LOG_LEVEL (default INFO), and OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set (the
+runs it starts carry its trace to the worker's steps). Temporal as the worker reaches it,
+TLS and Temporal Cloud API keys included (approval/config.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ from approval.config import ConfigError, ServiceSettings
 from approval.dev_issuer import DevIssuer, dev_issuer_url
 from approval.oidc import KeySource, TokenVerifier
 from approval.service import create_app
+from runbook.temporal_connection import describe as describe_connection
+from observability.logs import LogConfigError, configure_logging
+from observability.metrics import process_runtime
+from observability.tracing import TracingConfigError, configure_tracing, tracing_interceptors
 
 log = logging.getLogger("approval")
 
@@ -58,31 +67,41 @@ async def serve(settings: ServiceSettings) -> None:
     verifier, routers = build_verifier(settings)
     # Lazy: the service answers /healthz (and refuses actions with 503) while Temporal is
     # still starting, as in the dev stack.
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                  data_converter=pydantic_data_converter,
+    connection = settings.temporal_connect_options()
+    client = await Client.connect(**connection, data_converter=pydantic_data_converter,
                                   identity=f"runbook-approval-service@{socket.gethostname()}",
-                                  lazy=True)
+                                  interceptors=tracing_interceptors(), lazy=True,
+                                  # The SDK core's own log lines in our format (JSON in compose).
+                                  runtime=process_runtime())
     sender = ActionSender(client, signer, task_queue=settings.task_queue)
     routers += slack_routers(settings, sender)
     app = create_app(settings, sender, verifier, extra_routers=routers)
-    log.info("approval service on %s:%s (public %s); issuers: %s; Temporal %s/%s, queue %s",
+    log.info("approval service on %s:%s (public %s); issuers: %s; Temporal %s, queue %s",
              settings.host, settings.port, settings.public_url, ", ".join(verifier.issuers),
-             settings.temporal_address, settings.temporal_namespace, settings.task_queue)
-    config: Any = uvicorn.Config(app, host=settings.host, port=settings.port,
-                                 log_level="info", proxy_headers=False)
+             describe_connection(connection), settings.task_queue)
+    # log_config=None: uvicorn installs no handlers of its own; its records reach ours
+    # (observability/logs.py), access lines at DEBUG.
+    config: Any = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                 log_level=logging.getLogger().getEffectiveLevel(),
+                                 proxy_headers=False)
     await uvicorn.Server(config).serve()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracing = None
     try:
+        configure_logging("approval")
+        tracing = configure_tracing("approval")
         settings = ServiceSettings.from_env()
         asyncio.run(serve(settings))
-    except ConfigError as err:
+    except (ConfigError, LogConfigError, TracingConfigError) as err:
         print(f"approval service: configuration error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         pass
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # send the spans still batched
 
 
 if __name__ == "__main__":

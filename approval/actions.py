@@ -4,13 +4,24 @@ The caller has already proven who ``person`` is (approval/oidc.py, or Slack's si
 request). This module binds that identity to one exact run with a signed envelope
 (runbook/envelope.py) and sends the run's update; the worker checks the envelope in the
 update's validator, so a refusal comes back here as the run's own reason.
+
+Each action runs in a span, ``approval <act>``, beneath the current one (the HTTP server
+span, whose parent is the caller's, e.g. ``runbook start`` in the CLI): the client's
+TracingInterceptor then puts the workflow start or update under it, so the run's trace
+is one from the CLI to the worker's steps. The span names the action, the run, the gate
+and the kind of issuer that proved the person; never a token nor the envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, get_args
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import (
@@ -30,6 +41,7 @@ from workflows import search_attributes as sa
 Act = Literal["approve", "reject", "decide", "abort", "pause", "resume"]
 DECISIONS = get_args(m.Decision)
 UPDATE_TIMEOUT_S = 60
+ACTION_SPAN_PREFIX = "approval "
 
 
 class ActionRefused(Exception):
@@ -51,6 +63,18 @@ class Person(BaseModel):
 
     identity: str = Field(min_length=1, max_length=200)
     idp: str = Field(min_length=1, max_length=300)
+
+    @property
+    def issuer_kind(self) -> str:
+        """"slack", "dev" (the dev stack's own issuer) or "oidc": what proved the person."""
+        # Imported here: approval.dev_issuer -> approval.oidc imports this module.
+        from approval.dev_issuer import DEV_ISSUER_PATH
+
+        if self.idp.startswith("slack:"):
+            return "slack"
+        if self.idp.rstrip("/").endswith(DEV_ISSUER_PATH):
+            return "dev"
+        return "oidc"
 
 
 class ActionRequest(BaseModel):
@@ -119,13 +143,41 @@ def _innermost_message(err: BaseException) -> str:
     return getattr(err, "message", None) or str(err)
 
 
+@contextmanager
+def _action_span(tracer: trace.Tracer, person: Person, act: str, workflow_id: str,
+                 gate: str | None, via: Via) -> Iterator[Span]:
+    """``approval <act>`` around one action; a refusal ends it ERROR with the reason."""
+    attributes = {"runbook.action": act, "runbook.workflow_id": workflow_id,
+                  "runbook.issuer_kind": person.issuer_kind, "runbook.via": via}
+    if gate:
+        attributes["runbook.gate"] = gate
+    # The refusal is recorded below, as a status: not as an exception with its traceback.
+    with tracer.start_as_current_span(ACTION_SPAN_PREFIX + act, kind=SpanKind.INTERNAL,
+                                      attributes=attributes, record_exception=False,
+                                      set_status_on_exception=False) as span:
+        try:
+            yield span
+        except ActionRefused as err:
+            span.set_attribute("runbook.refused_status", err.status_code)
+            span.set_status(Status(StatusCode.ERROR, f"refused ({err.status_code}): {err.reason}"))
+            raise
+        except Exception as err:
+            span.record_exception(err)
+            span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+            raise
+
+
 class ActionSender:
     """Signs and sends actions for verified people. ``client`` uses the pydantic data
-    converter (as cli/client.py connects); ``signer`` holds the service's private key."""
+    converter (as cli/client.py connects) and, for one trace across the service, the
+    tracing interceptors (observability/tracing.py); ``signer`` holds the service's
+    private key. ``tracer``: default the global provider's (a test passes its own)."""
 
     def __init__(self, client: Client, signer: EnvelopeSigner,
-                 task_queue: str = m.DEFAULT_TASK_QUEUE) -> None:
+                 task_queue: str = m.DEFAULT_TASK_QUEUE,
+                 tracer: trace.Tracer | None = None) -> None:
         self._client, self._signer, self._task_queue = client, signer, task_queue
+        self._tracer = tracer or trace.get_tracer(__name__)
 
     async def _current_run(self, workflow_id: str) -> WorkflowHandle:
         """A handle on the run now behind ``workflow_id``, pinned to its run id so the update
@@ -143,6 +195,10 @@ class ActionSender:
 
     async def send(self, person: Person, req: ActionRequest, via: Via) -> dict[str, Any]:
         """The run's answer as JSON plus ``identity``; ActionRefused with the run's reason."""
+        with _action_span(self._tracer, person, req.act, req.workflow_id, req.gate, via):
+            return await self._send(person, req, via)
+
+    async def _send(self, person: Person, req: ActionRequest, via: Via) -> dict[str, Any]:
         handle = await self._current_run(req.workflow_id)
         claims = new_claims(sub=person.identity, idp=person.idp, act=req.act, wid=req.workflow_id,
                             rid=handle.run_id, gate=req.gate,
@@ -174,6 +230,12 @@ class ActionSender:
         ``requester_proof`` envelope (act=start, no run id yet) the worker verifies."""
         incident = str(request.get("incident_id", ""))
         wid = workflow_id or f"remediation-{incident}-{secrets.token_hex(3)}"
+        with _action_span(self._tracer, person, "start", wid, None, via) as span:
+            span.set_attribute("runbook.incident", incident)
+            return await self._start_run(person, request, wid, incident, via)
+
+    async def _start_run(self, person: Person, request: dict[str, Any], wid: str,
+                         incident: str, via: Via) -> dict[str, Any]:
         claims = new_claims(sub=person.identity, idp=person.idp, act="start", wid=wid, via=via)
         body = dict(request) | {"requested_by": person.identity,
                                 "requester_proof": self._signer.sign(claims)}

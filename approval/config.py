@@ -2,6 +2,11 @@
 
 Secrets are referenced by file path only (the signing key, Slack's signing secret): the
 values are read by the code that needs them and never logged.
+
+Temporal is reached as the worker reaches it (runbook/temporal_connection.py):
+TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE, and for Temporal Cloud or a TLS cluster the SDK's
+TEMPORAL_API_KEY / TEMPORAL_TLS_* / TEMPORAL_CONFIG_FILE. The API key is kept out of the
+settings' repr, so logging the settings never shows it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -18,6 +24,7 @@ from pydantic import ValidationError
 from approval.oidc import IssuerConfig
 from runbook.envelope import ENV_SIGNING_KEY_FILE, ENV_SIGNING_KID, EnvelopeError, EnvelopeSigner
 from runbook.messages import DEFAULT_TASK_QUEUE, describe_validation_error
+from runbook.temporal_connection import TemporalConnectionError, connect_options
 
 ENV_ISSUERS = "RUNBOOK_OIDC_ISSUERS"
 ENV_DEV_ISSUER = "RUNBOOK_DEV_ISSUER"
@@ -56,6 +63,10 @@ class ServiceSettings:
     public_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
     slack_signing_secret_file: Path | None = None
     slack_users_file: Path | None = None
+    # Client.connect's TLS / API key / gRPC metadata options (connect_options()); the
+    # address and namespace are the fields above.
+    temporal_connection: Mapping[str, Any] = field(default_factory=dict, repr=False,
+                                                   compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ServiceSettings":
@@ -79,16 +90,30 @@ class ServiceSettings:
         public_url = (env.get(ENV_PUBLIC_URL) or f"http://{host}:{port}").rstrip("/")
         if urlsplit(public_url).scheme not in ("http", "https") or not urlsplit(public_url).netloc:
             raise ConfigError(f"{ENV_PUBLIC_URL}: must be an http(s) URL, got {public_url!r}")
+        try:
+            connection = connect_options(env)
+        except TemporalConnectionError as err:
+            raise ConfigError(str(err)) from None
         return cls(
             signing_key_file=Path(key_file), signing_kid=kid, issuers=issuers,
             dev_issuer=dev_issuer,
-            temporal_address=env.get(ENV_TEMPORAL_ADDRESS) or "localhost:7233",
-            temporal_namespace=env.get(ENV_TEMPORAL_NAMESPACE) or "default",
+            # Empty counts as unset; a TEMPORAL_CONFIG_FILE profile may name them too.
+            temporal_address=(env.get(ENV_TEMPORAL_ADDRESS) or connection.get("target_host")
+                              or "localhost:7233"),
+            temporal_namespace=(env.get(ENV_TEMPORAL_NAMESPACE) or connection.get("namespace")
+                                or "default"),
             task_queue=env.get(ENV_TASK_QUEUE) or DEFAULT_TASK_QUEUE,
             host=host, port=port, public_url=public_url,
             slack_signing_secret_file=_path(env.get(ENV_SLACK_SECRET_FILE, "")),
             slack_users_file=_path(env.get(ENV_SLACK_USERS_FILE, "")),
+            temporal_connection={k: v for k, v in connection.items()
+                                 if k not in ("target_host", "namespace")},
         )
+
+    def temporal_connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``Client.connect``: where, plus how (TLS, API key)."""
+        return {**self.temporal_connection, "target_host": self.temporal_address,
+                "namespace": self.temporal_namespace}
 
     def load_signer(self) -> EnvelopeSigner:
         where = f"{ENV_SIGNING_KEY_FILE} ({self.signing_key_file})"

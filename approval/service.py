@@ -4,6 +4,12 @@ Every /v1 endpoint needs ``Authorization: Bearer <OIDC ID token>`` (approval/oid
 the action itself goes through approval/actions.py, which signs the envelope the worker
 checks. Errors are ``{"detail": "<reason>"}``: 401 bad or missing token, 404 no such run,
 409 the run refused (its own reason), 422 a bad body (each bad field named).
+
+Traces: OpenTelemetry's FastAPI instrumentation opens a server span per request (not for
+/healthz, which probes call every few seconds), continuing the caller's trace from the
+W3C ``traceparent`` header the CLI sends (cli/service_client.py); the action's own span
+(approval/actions.py) and the Temporal call beneath it follow in the same trace. Request
+headers are not recorded, so the bearer token never reaches a span.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.service import RPCError
 
@@ -29,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # The CLI says it is the caller, so the envelope (and the audit) show "cli", not "api".
 VIA_HEADER = "X-Runbook-Via"
+# Not traced: liveness probes would bury the requests people made.
+UNTRACED_PATHS = "/healthz$"
 _WWW_AUTHENTICATE = "WWW-Authenticate"
 
 
@@ -155,7 +165,10 @@ def _start_request(body: StartBody, person: Person) -> dict[str, Any]:
 
 
 def create_app(settings: ServiceSettings, sender: ActionSender, token_verifier: TokenVerifier,
-               *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+               *, extra_routers: Sequence[APIRouter] = (),
+               tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """The service's app. ``tracer_provider``: default the global one (observability/
+    tracing.py configures it); a test passes its own."""
     app = FastAPI(title="runbook approval service", docs_url=None, redoc_url=None)
     app.state.settings = settings
     _install_error_handlers(app)
@@ -235,4 +248,8 @@ def create_app(settings: ServiceSettings, sender: ActionSender, token_verifier: 
 
     for router in extra_routers:
         app.include_router(router)
+    # One server span per request; "send"/"receive" spans per ASGI message add nothing here.
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider,
+                                       excluded_urls=UNTRACED_PATHS,
+                                       exclude_spans=["receive", "send"])
     return app

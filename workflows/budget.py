@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 from temporalio import workflow
 
+from workflows import run_metrics
 from workflows.pause import wait_deadline
 
 with workflow.unsafe.imports_passed_through():
@@ -34,6 +35,7 @@ async def watch_budget(task: asyncio.Task, phase: PhaseSpec, rec: PhaseRecord,
     for at, level, recipient in alarms:
         if await wait_deadline(at, task.done, frozen, f"phase {phase.number} {level}"):
             return None
+        run_metrics.budget_alarm(phase.number, level)
         if level == "hard_limit":
             rec.stuck_steps = running()
             (cancel or task.cancel)()

@@ -26,6 +26,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+from workflows import run_metrics
 from workflows.gates import await_decision, open_gate
 from workflows.step_errors import PhaseFailed, error_type
 
@@ -172,6 +173,7 @@ class FailureDecisions:
 
     def _close_decision_gate(self, g: GateRecord) -> None:
         s = self._status
+        run_metrics.gate_resolved(g)
         s.pending_gate = None
         self._pauser.left_gate()
         if s.state in (RunState.AWAITING_DECISION, RunState.PAUSED) and s.pause is None:

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.gates import announce_gate, await_decision, open_gate
 from workflows.lease_holder import LeaseRefused, TargetLease
 from workflows.notifier import Notifier, legacy_notify
+from workflows import run_metrics
 from workflows.saga import compensate
 from workflows.step_errors import PhaseFailed, PlanRefused, Stop, error_text
 
@@ -140,6 +141,7 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
     async def run(self, request: Any = None) -> RemediationReport:
         s = self._status
         s.started_at = workflow.now()
+        run_metrics.run_started()
         if self._req is None:
             reason = describe_problems(self._problems)
             self._finish(RunState.FAILED, f"invalid request: {reason}")
@@ -281,6 +283,7 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
         self._status.state = state
         self._status.outcome_reason = reason
         self._status.finished_at = workflow.now()
+        run_metrics.run_finished(state)
         self._status.pending_gate = None
         self._end_pause("the run ended")
         self._publish()
@@ -343,13 +346,18 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
         self._publish()
         if self._identity_on:
             announce_gate(self._notifier, self._status, g, chain[0], phase)
-        await await_decision(g, spec, chain, phase, self._status,
-                             lambda: self._abort is not None, self._notify,
-                             self._pauser.frozen if self._operator else (lambda: False))
+        try:
+            await await_decision(g, spec, chain, phase, self._status,
+                                 lambda: self._abort is not None, self._notify,
+                                 self._pauser.frozen if self._operator else (lambda: False))
+        except asyncio.CancelledError:  # Cancel from the UI while the gate waited
+            run_metrics.gate_resolved(g)  # "aborted": the gate is still OPEN here
+            raise
         self._status.pending_gate = None
         self._pauser.left_gate()
         if g.status == "OPEN":  # abort arrived while the gate was open
             g.status, g.closed_at = "ABORTED", workflow.now()
+        run_metrics.gate_resolved(g)
         if self._safety and g.status != "TIMED_OUT":
             # A timed-out gate's page stays open: the breach is real and needs a human.
             self._notifier.resolve(g.id, g.status.lower())
@@ -370,6 +378,7 @@ class RemediationWorkflow(ApprovalHandlers, OperatorHandlers, FailureDecisions, 
     async def _rollback(self, end_state: RunState, reason: str) -> None:
         self._status.outcome_reason = reason
         self._status.state = RunState.ROLLING_BACK
+        run_metrics.rollback_started(end_state, self._status.current_phase)
         self._status.pending_gate = None
         self._end_pause("the rollback does not pause")
         self._publish()

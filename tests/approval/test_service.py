@@ -301,3 +301,29 @@ def test_an_unreadable_or_wrong_signing_key_names_the_variable(tmp_path):
         "RUNBOOK_APPROVAL_SIGNING_KEY_FILE": str(tmp_path / "public.pem")})
     with pytest.raises(ConfigError, match="not an Ed25519 private key"):
         settings.load_signer()
+
+
+def test_settings_reach_temporal_cloud_and_keep_the_api_key_out_of_the_repr(tmp_path):
+    key = "tmprl-approval-secret-key-0987654321"
+    s = ServiceSettings.from_env(BASE_ENV | {
+        "TEMPORAL_CONFIG_FILE": str(tmp_path / "no-profile.toml"),
+        "TEMPORAL_ADDRESS": "team.a1b2c.tmprl.cloud:7233", "TEMPORAL_NAMESPACE": "team.a1b2c",
+        "TEMPORAL_API_KEY": key})
+    assert s.temporal_connect_options() == {
+        "target_host": "team.a1b2c.tmprl.cloud:7233", "namespace": "team.a1b2c",
+        "api_key": key, "tls": True}
+    assert key not in repr(s)
+    plain = ServiceSettings.from_env(BASE_ENV | {"TEMPORAL_CONFIG_FILE": str(tmp_path / "none")})
+    assert plain.temporal_connect_options() == {"target_host": "localhost:7233",
+                                                "namespace": "default"}
+
+
+def test_bad_temporal_connection_settings_name_the_variables(tmp_path):
+    (tmp_path / "c.pem").write_text("cert")
+    with pytest.raises(ConfigError) as caught:
+        ServiceSettings.from_env(BASE_ENV | {
+            "TEMPORAL_CONFIG_FILE": str(tmp_path / "no-profile.toml"),
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": str(tmp_path / "c.pem"),
+            "TEMPORAL_TLS_CLIENT_CERT_DATA": "inline"})
+    assert "TEMPORAL_TLS_CLIENT_CERT_PATH" in str(caught.value)
+    assert "TEMPORAL_TLS_CLIENT_CERT_DATA" in str(caught.value)

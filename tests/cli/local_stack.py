@@ -27,7 +27,8 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, name: str, *,
     """
     cfg = StackConfig(root=REPO, data_dir=tmp_path_factory.mktemp(name),
                       temporal_port=free_port(), ui_port=free_port(), sim_port=free_port(),
-                      approval_port=free_port(), identity=identity, with_approval=with_approval,
+                      approval_port=free_port(), metrics_port=free_port(),
+                      health_port=free_port(), identity=identity, with_approval=with_approval,
                       # Simulated GCP operations (connector scaling, certificates, a
                       # 300 s container start) run 200x faster, polled every 0.25 s;
                       # workflow timers stay real, so requests keep them short.

@@ -38,7 +38,8 @@ def _alive(pid: int) -> bool:
 
 def test_up_waits_for_health_prints_next_step_and_stops_cleanly(tmp_path):
     ports = {"--temporal-port": free_port(), "--ui-port": free_port(), "--sim-port": free_port(),
-             "--approval-port": free_port()}
+             "--approval-port": free_port(), "--metrics-port": free_port(),
+             "--health-port": free_port()}
     # Exactly the README's command; ./dev execs into `python -m devstack up`.
     argv = [str(REPO / "dev"), "up", "--data-dir", str(tmp_path / "data")]
     for flag, port in ports.items():
@@ -64,6 +65,16 @@ def test_up_waits_for_health_prints_next_step_and_stops_cleanly(tmp_path):
         assert f"Approval service: {approval_url}" in out and "Identity        : verified" in out
         assert f"runbook login --service {approval_url} --dev-user <you>" in out
         assert httpx.get(f"{approval_url}/healthz", timeout=5).json() == {"ok": True}
+        # The worker's own endpoints, on loopback: Prometheus metrics and readiness.
+        metrics_url = f"http://127.0.0.1:{ports['--metrics-port']}/metrics"
+        ready_url = f"http://127.0.0.1:{ports['--health-port']}/readyz"
+        assert f"Worker metrics  : {metrics_url}" in out and f"Worker health   : {ready_url}" in out
+        assert "temporal_" in httpx.get(metrics_url, timeout=5).text
+        ready = None
+        while time.monotonic() < deadline and getattr(ready, "status_code", 0) != 200:
+            ready = httpx.get(ready_url, timeout=5)
+            time.sleep(0.5)
+        assert ready.status_code == 200, ready.text
         for port in ports.values():
             assert port_open("127.0.0.1", port)
         pids = [int(p) for p in re.findall(r"ready \(pid (\d+)", out)]
