@@ -18,16 +18,12 @@ from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from observability import metrics as m
+from observability.logs import step_of
 
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
-# Runbook steps and their undos carry their step id as activity id (phase_runner.py,
-# saga.py); other activities (diagnose, notifications, leases) get the SDK's sequence
-# number, which grows with the history: never a label value.
+# The step label of activities that are not steps (diagnose, notifications, leases): their
+# activity id is the SDK's sequence number, which grows with the history (logs.step_of).
 NO_STEP = "none"
-
-
-def step_label(activity_id: str) -> str:
-    return NO_STEP if activity_id.isdigit() else activity_id
 
 
 class StepMetricsInterceptor(Interceptor):
@@ -56,7 +52,7 @@ class _RecordStep(ActivityInboundInterceptor):
 def record_attempt(duration: timedelta, outcome: str) -> None:
     """One attempt of the current activity: its duration and how it ended."""
     info = activity.info()
-    labels = {m.STEP: step_label(info.activity_id), m.ACTIVITY: info.activity_type,
+    labels = {m.STEP: step_of(info.activity_id) or NO_STEP, m.ACTIVITY: info.activity_type,
               m.OUTCOME: outcome}
     meter = activity.metric_meter()
     meter.create_histogram_timedelta(
